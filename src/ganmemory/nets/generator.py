@@ -1,0 +1,45 @@
+"""The GP-GAN ResNet generator (METHOD.md section 1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import ResnetBlock, actvn
+from .config import NetConfig
+
+
+class Generator(nn.Module):
+    """z [N, z_dim], y [N] -> images [N, 3, R, R].
+
+    Linear -> (16 nf or the first multiplier) x s0 x s0 -> residual blocks with nearest x2
+    upsampling before every block but the first -> lrelu -> 7x7 conv -> tanh or identity.
+    At 256 px / nf 64 the parameter names and shapes are those of GP-GAN's ``resnet4``.
+    """
+
+    def __init__(self, cfg: NetConfig):
+        super().__init__()
+        self.cfg = cfg
+        nf, m = cfg.nf, cfg.mults
+        self.embedding = nn.Embedding(cfg.nlabels, cfg.embed_dim)
+        self.fc = nn.Linear(cfg.z_dim + cfg.embed_dim, m[0] * nf * cfg.s0 * cfg.s0)
+        for i in range(cfg.n_blocks):
+            self.add_module(f"resnet_{i}_0", ResnetBlock(m[i] * nf, m[i + 1] * nf))
+        self.conv_img = nn.Conv2d(m[-1] * nf, 3, 7, padding=3)
+
+    def blocks(self) -> list[ResnetBlock]:
+        return [getattr(self, f"resnet_{i}_0") for i in range(self.cfg.n_blocks)]
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        cfg = self.cfg
+        if y is None:
+            y = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
+        h = self.fc(torch.cat([z, self.embedding(y)], dim=1))
+        h = h.view(z.shape[0], cfg.mults[0] * cfg.nf, cfg.s0, cfg.s0)  # [N, C0, s0, s0]
+        for i, block in enumerate(self.blocks()):
+            if i > 0:
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+            h = block(h)
+        x = self.conv_img(actvn(h))  # [N, 3, R, R]
+        return torch.tanh(x) if cfg.output == "tanh" else x

@@ -1,0 +1,70 @@
+"""Training a source GAN from scratch (``ganmemory pretrain``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import load_data
+from .errors import GanMemoryError
+from .nets import Discriminator, Generator, NetConfig
+from .source import Source
+from .store import read_meta
+from .train import GANTrainer, TrainConfig
+from .train.loop import fit, load_checkpoint, save_checkpoint
+
+
+def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: TrainConfig, *,
+             resume: bool = False, progress: bool = True, source_dtype: torch.dtype = torch.float32,
+             device: str = "cpu") -> dict[str, Any]:
+    """Train a source GAN on ``data_spec``; writes ``out_dir/source.safetensors`` at the end.
+
+    With ``resume`` it continues from ``out_dir/checkpoint.safetensors`` (same data and
+    configs required). Returns a summary including wall time and the source's hash.
+    """
+    out = Path(out_dir)
+    ckpt = out / "checkpoint.safetensors"
+    if ckpt.exists() and not resume:
+        raise GanMemoryError(f"'{out}' already holds a training checkpoint: pass --resume to continue "
+                             "it, or choose another --out")
+    if resume and not ckpt.exists():
+        raise GanMemoryError(f"--resume given but '{ckpt}' does not exist")
+    if resume:
+        meta = read_meta(ckpt)
+        if meta.get("data") != data_spec or meta.get("net") != net.to_dict():
+            raise GanMemoryError(f"cannot resume '{ckpt}': it was trained with data '{meta.get('data')}' "
+                                 f"and network {meta.get('net')}, not '{data_spec}' and {net.to_dict()}")
+        old = dict(meta.get("train", {}))
+        old.pop("iters", None)
+        new = train.to_dict()
+        new.pop("iters")
+        if old != new:
+            raise GanMemoryError(f"cannot resume '{ckpt}': training options differ from the checkpoint's "
+                                 "(only --iters may change)")
+    data = load_data(data_spec, net.resolution)
+    if net.nlabels > 1 and train.conditional and data.labels.max() >= net.nlabels:
+        raise GanMemoryError(f"data '{data_spec}' has {len(data.classes)} classes but the network "
+                             f"has {net.nlabels} labels")
+    torch.manual_seed(train.seed)
+    G, D = Generator(net).to(device), Discriminator(net).to(device)
+    trainer = GANTrainer(G, D, train)
+    ckpt_meta = {"data": data_spec, "net": net.to_dict(), "train": train.to_dict()}
+    prior_seconds = 0.0
+    if resume:
+        prior_seconds = float(load_checkpoint(trainer, ckpt).get("seconds", 0.0))
+    t0 = time.perf_counter()
+    summary = fit(trainer, data, out, ckpt_meta={**ckpt_meta, "seconds": prior_seconds},
+                  progress=progress, desc=f"pretrain {data_spec}")
+    seconds = prior_seconds + time.perf_counter() - t0
+    # the checkpoint written at the end of fit carries the seconds known before it; refresh it
+    save_checkpoint(trainer, ckpt, {**ckpt_meta, "seconds": seconds})
+    info = {"data": data_spec, "images": len(data), "iterations": trainer.iteration,
+            "train": train.to_dict(), "wall_seconds": round(seconds, 1),
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
+    source = Source(net, trainer.G_ema.cpu(), trainer.D.cpu(), info)
+    h = source.save(out / "source.safetensors", dtype=source_dtype)
+    return {**summary, "wall_seconds": seconds, "source": str(out / "source.safetensors"), "hash": h}

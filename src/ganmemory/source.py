@@ -1,0 +1,84 @@
+"""A source GAN: the frozen generator (EMA weights) and discriminator that every task shares.
+
+Stored as one safetensors file: tensors ``G.*`` and ``D.*``, and a JSON header with the
+network config, how it was trained, and a hash of its tensors that banks use to refuse
+tasks learned from another source.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import GanMemoryError
+from .nets import Discriminator, Generator, NetConfig
+from .store import load_artifact, prefixed, save_artifact, tensors_hash, unprefixed
+
+SOURCE_FORMAT = "ganmemory-source"
+SOURCE_VERSION = 1
+DEFAULT_SOURCE_NAME = "openclipart32.safetensors"
+
+
+def default_source_path() -> Path:
+    """The source shipped inside the package (32 px, trained on openclipart)."""
+    return Path(str(resources.files("ganmemory") / "assets" / DEFAULT_SOURCE_NAME))
+
+
+@dataclass
+class Source:
+    cfg: NetConfig
+    G: Generator
+    D: Discriminator
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        return tensors_hash(self.tensors())
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {**prefixed("G", self.G.state_dict()), **prefixed("D", self.D.state_dict())}
+
+    def save(self, path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> str:
+        """Write the source; returns its hash (over the tensors as stored)."""
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in self.tensors().items()}
+        h = tensors_hash(tensors)
+        save_artifact(path, tensors, {"format": SOURCE_FORMAT, "format_version": SOURCE_VERSION,
+                                      "net": self.cfg.to_dict(), "info": self.info, "hash": h,
+                                      "dtype": str(dtype).replace("torch.", "")})
+        return h
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None) -> "Source":
+        """Load a source file (the shipped default when ``path`` is None), in float32."""
+        path = Path(path) if path is not None else default_source_path()
+        tensors, meta = load_artifact(path, SOURCE_FORMAT)
+        if meta.get("format_version") != SOURCE_VERSION:
+            raise GanMemoryError(f"source '{path}' has format version {meta.get('format_version')}; "
+                                 f"this ganmemory reads version {SOURCE_VERSION}")
+        stored_hash = tensors_hash(tensors)
+        if meta.get("hash") != stored_hash:
+            raise GanMemoryError(f"source '{path}' is corrupted: its tensors do not match its hash")
+        cfg = NetConfig.from_dict(meta["net"])
+        G, D = Generator(cfg), Discriminator(cfg)
+        try:
+            G.load_state_dict({k: v.float() for k, v in unprefixed("G", tensors).items()})
+            D.load_state_dict({k: v.float() for k, v in unprefixed("D", tensors).items()})
+        except RuntimeError as exc:
+            raise GanMemoryError(f"source '{path}' does not match its own network config: {exc}") from exc
+        G.requires_grad_(False).eval()
+        D.requires_grad_(False).eval()
+        src = cls(cfg, G, D, meta.get("info", {}))
+        src.info["file_hash"] = stored_hash
+        return src
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0, y: torch.Tensor | None = None, batch: int = 256) -> torch.Tensor:
+        """n images [n, 3, R, R] in [-1, 1] (clamped), reproducible from ``seed``."""
+        z = torch.randn(n, self.cfg.z_dim, generator=torch.Generator().manual_seed(seed))
+        out = [self.G(z[i:i + batch], None if y is None else y[i:i + batch]) for i in range(0, n, batch)]
+        return torch.cat(out).clamp(-1, 1)

@@ -1,0 +1,27 @@
+"""Pure loss functions and regularisers; each docstring states its formula and constants."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def d_loss_nonsaturating(real_logits: torch.Tensor, fake_logits: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discriminator's binary cross-entropy: (mean softplus(-D(x)), mean softplus(D(G(z))))."""
+    return F.softplus(-real_logits).mean(), F.softplus(fake_logits).mean()
+
+
+def g_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating generator loss: mean softplus(-D(G(z)))."""
+    return F.softplus(-fake_logits).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real_x: torch.Tensor) -> torch.Tensor:
+    """R1 = mean_i ||grad_x D(x_i)||^2 on real data, without the 1/2 factor (GP-GAN's convention).
+
+    The caller multiplies by its weight (10 by default). ``real_x`` must require grad and
+    ``real_logits`` must come from it; the graph is kept so the penalty can be back-propagated.
+    """
+    (grad,) = torch.autograd.grad(real_logits.sum(), real_x, create_graph=True)
+    return grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()

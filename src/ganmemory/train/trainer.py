@@ -1,0 +1,151 @@
+"""The GAN trainer: a D step and a G step (METHOD.md section 2), each returning plain floats.
+
+Every random draw of step ``it`` comes from a generator seeded by (seed, it), and the batch
+order is a seeded permutation per epoch, so a run stopped and resumed from a checkpoint takes
+exactly the steps of a run never stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from ..data import preprocess
+from ..store import optimizer_from_tensors, optimizer_to_tensors, prefixed, unprefixed
+from .config import TrainConfig
+from .ema import ema_update
+from .losses import d_loss_nonsaturating, g_loss_nonsaturating, r1_penalty
+
+
+class BatchSchedule:
+    """Which data indices step ``it`` uses: epochs of seeded permutations, sharded by rank.
+
+    Equivalent to ``DistributedSampler(shuffle=True, drop_last=True)`` with ``set_epoch``;
+    stateless, so resuming at any step needs only the step number.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.per_rank = n // world_size
+        self.steps_per_epoch = max(1, self.per_rank // batch_size)
+        self._epoch, self._perm = -1, None
+
+    def indices(self, it: int) -> torch.Tensor:
+        epoch, k = divmod(it, self.steps_per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            perm = torch.randperm(self.n, generator=g)[: self.per_rank * self.world_size]
+            self._perm, self._epoch = perm[self.rank:: self.world_size], epoch
+        idx = self._perm[k * self.batch_size:(k + 1) * self.batch_size]
+        if len(idx) < self.batch_size:  # fewer images than one batch: draw with repeats
+            g = torch.Generator().manual_seed(self.seed * 7_919 + it)
+            idx = self._perm[torch.randint(len(self._perm), (self.batch_size,), generator=g)]
+        return idx
+
+
+def step_generator(seed: int, it: int, rank: int = 0) -> torch.Generator:
+    """The random generator for step ``it``: a pure function of (seed, it, rank)."""
+    return torch.Generator().manual_seed((seed * 2_147_483_647 + it * 65_537 + rank * 9_973) % (2**63))
+
+
+class GANTrainer:
+    """Owns G, its EMA, D and two Adam optimizers over the given parameter lists.
+
+    ``g_params`` / ``d_params`` default to every parameter; GAN memory passes only the task
+    parameters, so nothing else can change.
+    """
+
+    def __init__(self, G: nn.Module, D: nn.Module, cfg: TrainConfig,
+                 g_params: Iterable[nn.Parameter] | None = None,
+                 d_params: Iterable[nn.Parameter] | None = None,
+                 G_ema: nn.Module | None = None):
+        self.G, self.D, self.cfg = G, D, cfg
+        self.G_ema = G_ema if G_ema is not None else copy.deepcopy(G).requires_grad_(False)
+        self.g_params = list(g_params) if g_params is not None else list(G.parameters())
+        self.d_params = list(d_params) if d_params is not None else list(D.parameters())
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.g_params, lr=cfg.lr_g, betas=betas, eps=cfg.eps)
+        self.opt_d = torch.optim.Adam(self.d_params, lr=cfg.lr_d, betas=betas, eps=cfg.eps)
+        self.iteration = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.g_params[0].device
+
+    def _z(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, self.G.cfg.z_dim, generator=gen).to(self.device)
+
+    def d_step(self, real: torch.Tensor, y: torch.Tensor, z: torch.Tensor, y_fake: torch.Tensor
+               ) -> dict[str, float]:
+        """One D update: BCE on reals and fakes plus r1_gamma * R1 on the reals."""
+        self.D.train()
+        for p in self.d_params:
+            p.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        use_r1 = self.cfg.r1_gamma > 0 and self.iteration % self.cfg.r1_every == 0
+        real = real.detach().requires_grad_(use_r1)
+        real_logits = self.D(real, y)
+        with torch.no_grad():
+            fake = self.G(z, y_fake)
+        fake_logits = self.D(fake, y_fake)
+        loss_real, loss_fake = d_loss_nonsaturating(real_logits, fake_logits)
+        loss = loss_real + loss_fake
+        r1 = torch.zeros(())
+        if use_r1:
+            r1 = r1_penalty(real_logits, real)
+            loss = loss + (self.cfg.r1_gamma * self.cfg.r1_every) * r1
+        loss.backward()
+        self.opt_d.step()
+        return {"d_loss_real": loss_real.item(), "d_loss_fake": loss_fake.item(), "r1": r1.item(),
+                "d_real": real_logits.mean().item(), "d_fake": fake_logits.mean().item()}
+
+    def g_step(self, z: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """One G update with the non-saturating loss; D is frozen, then the EMA follows."""
+        self.G.train()
+        for p in self.d_params:
+            p.requires_grad_(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss = g_loss_nonsaturating(self.D(self.G(z, y), y))
+        loss.backward()
+        self.opt_g.step()
+        for p in self.d_params:
+            p.requires_grad_(True)
+        ema_update(self.G_ema, self.G, self.cfg.ema_beta)
+        return {"g_loss": loss.item()}
+
+    def train_step(self, images_u8: torch.Tensor, labels: torch.Tensor, rank: int = 0) -> dict[str, float]:
+        """One full iteration on a uint8 batch [N, H, W, 3]; increments ``iteration``."""
+        gen = step_generator(self.cfg.seed, self.iteration, rank)
+        n = images_u8.shape[0]
+        real = preprocess(images_u8, gen, flip=self.cfg.flip).to(self.device)
+        y = labels.to(self.device) if self.cfg.conditional else torch.zeros(n, dtype=torch.long, device=self.device)
+        z_d, z_g = self._z(n, gen), self._z(n, gen)
+        stats = self.d_step(real, y, z_d, y)
+        stats.update(self.g_step(z_g, y))
+        self.iteration += 1
+        return stats
+
+    # -------------------------------------------------------------- state for checkpoints
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {}
+        tensors.update(prefixed("G", self.G.state_dict()))
+        tensors.update(prefixed("G_ema", self.G_ema.state_dict()))
+        tensors.update(prefixed("D", self.D.state_dict()))
+        og, og_meta = optimizer_to_tensors(self.opt_g, "opt_g")
+        od, od_meta = optimizer_to_tensors(self.opt_d, "opt_d")
+        tensors.update(og)
+        tensors.update(od)
+        return tensors, {"iteration": self.iteration, "opt_g": og_meta, "opt_d": od_meta}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self.G.load_state_dict(unprefixed("G", tensors))
+        self.G_ema.load_state_dict(unprefixed("G_ema", tensors))
+        self.D.load_state_dict(unprefixed("D", tensors))
+        optimizer_from_tensors(self.opt_g, tensors, meta["opt_g"], "opt_g")
+        optimizer_from_tensors(self.opt_d, tensors, meta["opt_d"], "opt_d")
+        self.iteration = int(meta["iteration"])
