@@ -99,3 +99,14 @@ def test_not_fetched_error_gives_the_fetch_command(tmp_path, monkeypatch):
     monkeypatch.setenv("GANMEMORY_CACHE", str(tmp_path))
     with pytest.raises(GanMemoryError, match="run 'ganmemory data fetch mnist'"):
         load_data("mnist", 32)
+
+
+def test_deduplicated_drops_repeats_and_blanks():
+    from ganmemory.data import ImageSet
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    blank = np.full((8, 8, 3), 255, np.uint8)
+    s = ImageSet("x", np.stack([a, b, a, blank, b]), np.array([0, 1, 0, 1, 1]), ("p", "q"))
+    d = s.deduplicated()
+    assert len(d) == 2 and np.array_equal(d.images[0], a) and np.array_equal(d.images[1], b)
+    assert list(d.labels) == [0, 1] and "dropped 3" in d.note

@@ -66,12 +66,68 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(t)
     t.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.safetensors")
     t.add_argument("--fp16", action="store_true", help="store the final source in float16 (half the size)")
+    t.add_argument("--dedupe", action="store_true", help="drop exact duplicate and blank images first")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
+    # memory bank
+    b = _add(sub, "init", "create a memory bank over a source",
+             "examples:\n  ganmemory init --out bank/                      # over the shipped source\n"
+             "  ganmemory init --source runs/src/source.safetensors --out bank/")
+    b.add_argument("--source", metavar="FILE", help="source file (default: the shipped openclipart source)")
+    b.add_argument("--out", required=True, metavar="BANK", help="new bank folder")
+
+    ln = _add(sub, "learn", "learn a new task into a bank (only its own small parameters are trained)",
+              "examples:\n  ganmemory learn --memory bank/ --task digits --data mnist --iters 2000\n"
+              "  ganmemory learn --memory bank/ --task flowers --data ./data/102flowers --iters 60000\n"
+              "  ganmemory learn --memory bank/ --task flowers --data ./data/102flowers --iters 60000 --resume")
+    ln.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
+    ln.add_argument("--task", required=True, metavar="NAME", help="name of the new task")
+    ln.add_argument("--data", required=True, metavar="SPEC", help="built-in dataset spec or image folder")
+    _add_train_args(ln, iters=2000)
+    ln.add_argument("--resume", action="store_true", help="continue this task's unfinished learn")
+    ln.add_argument("--overwrite", action="store_true", help="replace an existing task of that name")
+
+    ls = _add(sub, "list", "list the tasks of a bank: data, iterations, parameters, % of G, bytes",
+              "example:\n  ganmemory list --memory bank/")
+    ls.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
+
+    it = _add(sub, "interpolate", "images along the path between two tasks' parameters",
+              "examples:\n  ganmemory interpolate --memory bank/ --from mnist --to emoji --out strip.png\n"
+              "  ganmemory interpolate --memory bank/ --from mnist --to emoji --mode blocks --steps 10")
+    it.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
+    it.add_argument("--from", dest="task_a", required=True, metavar="A", help="start task")
+    it.add_argument("--to", dest="task_b", required=True, metavar="B", help="end task")
+    it.add_argument("--steps", type=_positive, default=8, help="images per row (>= 2)")
+    it.add_argument("-n", type=_positive, default=4, help="rows (latents)")
+    it.add_argument("--seed", type=int, default=0, help="seed of the latents")
+    it.add_argument("--mode", choices=("whole", "blocks"), default="whole",
+                    help="whole: all parameters together; blocks: Linear, then block by block")
+    it.add_argument("--out", default="interpolation.png", metavar="PNG", help="strip PNG to write")
+
+    rm = _add(sub, "remove", "delete a task from a bank", "example:\n  ganmemory remove --memory bank/ --task digits")
+    rm.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
+    rm.add_argument("--task", required=True, metavar="NAME", help="task to delete")
+
+    mg = _add(sub, "merge", "copy the tasks of other banks (same source) into this one",
+              "example:\n  ganmemory merge --memory bank/ other_bank/ third_bank/")
+    mg.add_argument("--memory", required=True, metavar="BANK", help="bank that receives the tasks")
+    mg.add_argument("others", nargs="+", metavar="OTHER_BANK", help="banks whose tasks are copied")
+
+    dm = _add(sub, "demo", "learn mnist, fashion-mnist, emoji from the shipped source; show nothing is forgotten",
+              "example:\n  ganmemory demo                       # about 10 minutes on 2 CPU cores\n"
+              "  ganmemory demo --iters 100 --out /tmp/demo")
+    dm.add_argument("--out", default="ganmemory-demo", metavar="DIR", help="output folder (an earlier demo's is replaced)")
+    dm.add_argument("--iters", type=_positive, default=300, help="iterations per task")
+    dm.add_argument("--source", metavar="FILE", help="source file (default: the shipped openclipart source)")
+    dm.add_argument("--seed", type=int, default=0, help="training and sampling seed")
+
     # sample
-    s = _add(sub, "sample", "draw images from a source (or, later, a memory task)",
-             "examples:\n  ganmemory sample -n 64 --seed 0 --out grid.png\n"
+    s = _add(sub, "sample", "draw images from a memory task, or from a source",
+             "examples:\n  ganmemory sample --memory bank/ --task digits -n 64 --out digits.png\n"
+             "  ganmemory sample -n 64 --seed 0 --out grid.png            # the shipped source\n"
              "  ganmemory sample --source runs/src/source.safetensors -n 16 --out-dir imgs/")
+    s.add_argument("--memory", metavar="BANK", help="bank folder (with --task)")
+    s.add_argument("--task", metavar="NAME", help="task to sample (with --memory)")
     s.add_argument("--source", metavar="FILE", help="source file (default: the shipped openclipart source)")
     s.add_argument("-n", type=_positive, default=64, help="number of images")
     s.add_argument("--seed", type=int, default=0, help="seed of the latent draws")
@@ -100,11 +156,12 @@ def _add_net_args(p: argparse.ArgumentParser) -> None:
                    help="generator output; tanh collapses on white-background data")
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
+def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None) -> None:
     from .train import TrainConfig
     c = TrainConfig()
     g = p.add_argument_group("training")
-    g.add_argument("--iters", type=_positive, default=c.iters, help="generator steps in all (not just this run)")
+    g.add_argument("--iters", type=_positive, default=iters or c.iters,
+                   help="generator steps in all (not just this run)")
     g.add_argument("--batch", type=_positive, default=c.batch_size, help="batch size")
     g.add_argument("--lr", type=float, default=c.lr_g, help="Adam learning rate of G and D")
     g.add_argument("--r1", type=float, default=c.r1_gamma, help="R1 weight (mean squared gradient norm, no 1/2)")
@@ -151,19 +208,92 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
     import torch
     from .pretrain import pretrain
     res = pretrain(a.data, a.out, _net_cfg(a), _train_cfg(a), resume=a.resume,
-                   source_dtype=torch.float16 if a.fp16 else torch.float32, device=a.device)
+                   source_dtype=torch.float16 if a.fp16 else torch.float32, device=a.device, dedupe=a.dedupe)
     print(f"source written to {res['source']} (hash {res['hash']}, {res['iterations']} iterations, "
           f"{res['wall_seconds'] / 60:.1f} min)")
     return 0
 
 
+def cmd_init(a: argparse.Namespace) -> int:
+    from .memory import MemoryBank
+    bank = MemoryBank.create(a.out, a.source)
+    print(f"created bank {bank.root} over source {bank.source.file_hash} ({bank.cfg.resolution} px)")
+    return 0
+
+
+def cmd_learn(a: argparse.Namespace) -> int:
+    from .memory import MemoryBank
+    bank = MemoryBank(a.memory)
+    meta = bank.learn(a.task, a.data, _train_cfg(a), resume=a.resume, overwrite=a.overwrite)
+    print(f"learned task '{a.task}' ({meta['iterations']} iterations, {meta['seconds'] / 60:.1f} min, "
+          f"{meta['task_parameters']:,} parameters)")
+    return 0
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    from .memory import MemoryBank
+    bank = MemoryBank(a.memory)
+    n_task, n_g = bank.generator_param_count()
+    print(f"bank {bank.root}: source {bank.source.file_hash}, {bank.cfg.resolution} px, nf {bank.cfg.nf}, "
+          f"generator {n_g:,} parameters; each task trains {n_task:,} of them ({100 * n_task / n_g:.1f} % of G)")
+    head = f"{'task':<20} {'data':<28} {'iters':>7} {'parameters':>11} {'% of G':>7} {'bytes':>11}"
+    print(head)
+    print("-" * len(head))
+    for t in bank.task_infos():
+        if t.error:
+            print(f"{t.name:<20} CORRUPTED: {t.error}")
+            continue
+        m = t.meta
+        n = m.get("task_parameters", n_task)
+        print(f"{t.name:<20} {m.get('data', '?'):<28.28} {m.get('iterations', 0):>7} {n:>11,} "
+              f"{100 * n / n_g:>6.1f}% {t.bytes:>11,}")
+    return 0
+
+
+def cmd_interpolate(a: argparse.Namespace) -> int:
+    from .images import save_grid
+    from .memory import MemoryBank
+    bank = MemoryBank(a.memory)
+    x = bank.interpolate(a.task_a, a.task_b, steps=a.steps, n=a.n, seed=a.seed, mode=a.mode)
+    save_grid(x, a.out, nrow=a.steps, scale=2)
+    print(f"wrote {a.n} x {a.steps} interpolation ({a.mode}) from '{a.task_a}' to '{a.task_b}' to {a.out}")
+    return 0
+
+
+def cmd_remove(a: argparse.Namespace) -> int:
+    from .memory import MemoryBank
+    MemoryBank(a.memory).remove(a.task)
+    print(f"removed task '{a.task}'")
+    return 0
+
+
+def cmd_merge(a: argparse.Namespace) -> int:
+    from .memory import MemoryBank
+    added = MemoryBank(a.memory).merge(a.others)
+    print(f"merged {len(added)} task(s): {', '.join(added) or 'none'}")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+    report = run_demo(a.out, iters=a.iters, source=a.source, seed=a.seed)
+    return 0 if report["all_unchanged"] else 1
+
+
 def cmd_sample(a: argparse.Namespace) -> int:
     from .images import save_grid, to_uint8
-    from .source import Source
     if not a.out and not a.out_dir:
         raise GanMemoryError("give --out GRID.png or --out-dir DIR for the samples")
-    src = Source.load(a.source)
-    x = src.sample(a.n, seed=a.seed)
+    if (a.memory is None) != (a.task is None):
+        raise GanMemoryError("--memory and --task go together")
+    if a.memory and a.source:
+        raise GanMemoryError("give either --memory/--task or --source, not both")
+    if a.memory:
+        from .memory import MemoryBank
+        x = MemoryBank(a.memory).sample(a.task, a.n, seed=a.seed)
+    else:
+        from .source import Source
+        x = Source.load(a.source).sample(a.n, seed=a.seed)
     if a.out:
         save_grid(x, a.out, scale=a.scale)
         print(f"wrote {a.n} samples to {a.out}")
@@ -184,11 +314,13 @@ def cmd_import(a: argparse.Namespace) -> int:
                                dtype=torch.float16 if a.fp16 else torch.float32)
     c = src.cfg
     print(f"wrote {a.out}: {c.resolution} px, nf {c.nf}, z {c.z_dim}, {c.nlabels} label(s), "
-          f"hash {src.info['file_hash']}")
+          f"hash {src.file_hash}")
     return 0
 
 
-COMMANDS = {"data": cmd_data, "import-gan-stability": cmd_import, "pretrain": cmd_pretrain, "sample": cmd_sample}
+COMMANDS = {"data": cmd_data, "import-gan-stability": cmd_import, "init": cmd_init, "learn": cmd_learn,
+            "list": cmd_list, "interpolate": cmd_interpolate, "remove": cmd_remove, "merge": cmd_merge,
+            "demo": cmd_demo, "pretrain": cmd_pretrain, "sample": cmd_sample}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,11 +20,12 @@ from .train.loop import fit, load_checkpoint, save_checkpoint
 
 def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: TrainConfig, *,
              resume: bool = False, progress: bool = True, source_dtype: torch.dtype = torch.float32,
-             device: str = "cpu") -> dict[str, Any]:
+             device: str = "cpu", dedupe: bool = False) -> dict[str, Any]:
     """Train a source GAN on ``data_spec``; writes ``out_dir/source.safetensors`` at the end.
 
     With ``resume`` it continues from ``out_dir/checkpoint.safetensors`` (same data and
-    configs required). Returns a summary including wall time and the source's hash.
+    configs required). ``dedupe`` drops duplicate and blank images first (see
+    ``ImageSet.deduplicated``). Returns a summary including wall time and the source's hash.
     """
     out = Path(out_dir)
     ckpt = out / "checkpoint.safetensors"
@@ -35,7 +36,8 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
         raise GanMemoryError(f"--resume given but '{ckpt}' does not exist")
     if resume:
         meta = read_meta(ckpt)
-        if meta.get("data") != data_spec or meta.get("net") != net.to_dict():
+        if meta.get("data") != data_spec or meta.get("net") != net.to_dict() or \
+                bool(meta.get("dedupe")) != dedupe:
             raise GanMemoryError(f"cannot resume '{ckpt}': it was trained with data '{meta.get('data')}' "
                                  f"and network {meta.get('net')}, not '{data_spec}' and {net.to_dict()}")
         old = dict(meta.get("train", {}))
@@ -46,13 +48,17 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
             raise GanMemoryError(f"cannot resume '{ckpt}': training options differ from the checkpoint's "
                                  "(only --iters may change)")
     data = load_data(data_spec, net.resolution)
+    if dedupe:
+        data = data.deduplicated()
+    if data.note and progress:
+        print(f"note: {data.note}")
     if net.nlabels > 1 and train.conditional and data.labels.max() >= net.nlabels:
         raise GanMemoryError(f"data '{data_spec}' has {len(data.classes)} classes but the network "
                              f"has {net.nlabels} labels")
     torch.manual_seed(train.seed)
     G, D = Generator(net).to(device), Discriminator(net).to(device)
     trainer = GANTrainer(G, D, train)
-    ckpt_meta = {"data": data_spec, "net": net.to_dict(), "train": train.to_dict()}
+    ckpt_meta = {"data": data_spec, "net": net.to_dict(), "train": train.to_dict(), "dedupe": dedupe}
     prior_seconds = 0.0
     if resume:
         prior_seconds = float(load_checkpoint(trainer, ckpt).get("seconds", 0.0))
@@ -62,7 +68,7 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
     seconds = prior_seconds + time.perf_counter() - t0
     # the checkpoint written at the end of fit carries the seconds known before it; refresh it
     save_checkpoint(trainer, ckpt, {**ckpt_meta, "seconds": seconds})
-    info = {"data": data_spec, "images": len(data), "iterations": trainer.iteration,
+    info = {"data": data_spec, "dedupe": dedupe, "images": len(data), "iterations": trainer.iteration,
             "train": train.to_dict(), "wall_seconds": round(seconds, 1),
             "torch": torch.__version__, "threads": torch.get_num_threads()}
     source = Source(net, trainer.G_ema.cpu(), trainer.D.cpu(), info)

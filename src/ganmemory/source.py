@@ -35,10 +35,7 @@ class Source:
     G: Generator
     D: Discriminator
     info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def hash(self) -> str:
-        return tensors_hash(self.tensors())
+    file_hash: str | None = None  # hash of the tensors as stored; set by load and save
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {**prefixed("G", self.G.state_dict()), **prefixed("D", self.D.state_dict())}
@@ -47,6 +44,7 @@ class Source:
         """Write the source; returns its hash (over the tensors as stored)."""
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in self.tensors().items()}
         h = tensors_hash(tensors)
+        self.file_hash = h
         save_artifact(path, tensors, {"format": SOURCE_FORMAT, "format_version": SOURCE_VERSION,
                                       "net": self.cfg.to_dict(), "info": self.info, "hash": h,
                                       "dtype": str(dtype).replace("torch.", "")})
@@ -72,13 +70,21 @@ class Source:
             raise GanMemoryError(f"source '{path}' does not match its own network config: {exc}") from exc
         G.requires_grad_(False).eval()
         D.requires_grad_(False).eval()
-        src = cls(cfg, G, D, meta.get("info", {}))
-        src.info["file_hash"] = stored_hash
-        return src
+        return cls(cfg, G, D, meta.get("info", {}), stored_hash)
 
-    @torch.no_grad()
-    def sample(self, n: int, seed: int = 0, y: torch.Tensor | None = None, batch: int = 256) -> torch.Tensor:
+    def sample(self, n: int, seed: int = 0, y: torch.Tensor | None = None) -> torch.Tensor:
         """n images [n, 3, R, R] in [-1, 1] (clamped), reproducible from ``seed``."""
-        z = torch.randn(n, self.cfg.z_dim, generator=torch.Generator().manual_seed(seed))
-        out = [self.G(z[i:i + batch], None if y is None else y[i:i + batch]) for i in range(0, n, batch)]
-        return torch.cat(out).clamp(-1, 1)
+        return generate(self.G, latents(n, self.cfg.z_dim, seed), y)
+
+
+def latents(n: int, z_dim: int, seed: int) -> torch.Tensor:
+    """The latent draws behind ``sample(n, seed)``: [n, z_dim] standard normal."""
+    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def generate(G: Generator, z: torch.Tensor, y: torch.Tensor | None = None, batch: int = 256) -> torch.Tensor:
+    """G(z, y) in batches, clamped to [-1, 1]."""
+    G.eval()
+    out = [G(z[i:i + batch], None if y is None else y[i:i + batch]) for i in range(0, len(z), batch)]
+    return torch.cat(out).clamp(-1, 1)

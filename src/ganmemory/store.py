@@ -49,6 +49,22 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
         raise GanMemoryError(f"file '{path}' has a corrupted ganmemory header ({exc})") from exc
 
 
+def check_complete(path: str | os.PathLike) -> None:
+    """Raise if the file is shorter or longer than its safetensors header says (a cut write)."""
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise GanMemoryError(f"file '{path}' is corrupted: its header cannot be read ({exc})") from exc
+    if size != 8 + n + end:
+        raise GanMemoryError(f"file '{path}' is corrupted: {size:,} bytes where its header "
+                             f"describes {8 + n + end:,}")
+
+
 def load_artifact(path: str | os.PathLike, expect_format: str | None = None
                   ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     meta = read_meta(path)

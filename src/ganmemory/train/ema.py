@@ -10,11 +10,14 @@ from torch import nn
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
-    """ema <- beta * ema + (1 - beta) * model, for every parameter and floating buffer."""
-    e_params = [p for p in ema.parameters()] + [b for b in ema.buffers() if b.is_floating_point()]
-    m_params = [p for p in model.parameters()] + [b for b in model.buffers() if b.is_floating_point()]
-    assert len(e_params) == len(m_params), "EMA and model differ in structure"
-    torch._foreach_lerp_(e_params, m_params, 1.0 - beta)
+    """ema <- beta * ema + (1 - beta) * model, for every parameter the model trains.
+
+    Frozen parameters and buffers (a GAN memory's source) are equal in both and left alone.
+    """
+    pairs = [(e, m) for e, m in zip(ema.parameters(), model.parameters(), strict=True) if m.requires_grad]
+    if pairs:
+        e_params, m_params = zip(*pairs)
+        torch._foreach_lerp_(list(e_params), list(m_params), 1.0 - beta)
 
 
 def beta_from_half_life(half_life_steps: float) -> float:

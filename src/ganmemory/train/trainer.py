@@ -132,10 +132,12 @@ class GANTrainer:
     # -------------------------------------------------------------- state for checkpoints
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """What a resumable checkpoint needs: the trained parameters (for a GAN memory, only
+        the task's) of G, its EMA and D, and both optimizers' state."""
         tensors = {}
-        tensors.update(prefixed("G", self.G.state_dict()))
-        tensors.update(prefixed("G_ema", self.G_ema.state_dict()))
-        tensors.update(prefixed("D", self.D.state_dict()))
+        tensors.update(prefixed("G", self.G.task_state_dict()))
+        tensors.update(prefixed("G_ema", self.G_ema.task_state_dict()))
+        tensors.update(prefixed("D", self.D.task_state_dict()))
         og, og_meta = optimizer_to_tensors(self.opt_g, "opt_g")
         od, od_meta = optimizer_to_tensors(self.opt_d, "opt_d")
         tensors.update(og)
@@ -143,9 +145,9 @@ class GANTrainer:
         return tensors, {"iteration": self.iteration, "opt_g": og_meta, "opt_d": od_meta}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        self.G.load_state_dict(unprefixed("G", tensors))
-        self.G_ema.load_state_dict(unprefixed("G_ema", tensors))
-        self.D.load_state_dict(unprefixed("D", tensors))
+        self.G.load_task_state(unprefixed("G", tensors))
+        self.G_ema.load_task_state(unprefixed("G_ema", tensors))
+        self.D.load_task_state(unprefixed("D", tensors))
         optimizer_from_tensors(self.opt_g, tensors, meta["opt_g"], "opt_g")
         optimizer_from_tensors(self.opt_d, tensors, meta["opt_d"], "opt_d")
         self.iteration = int(meta["iteration"])

@@ -1,0 +1,315 @@
+"""The memory bank: one frozen source and one small file per learned task.
+
+On disk::
+
+    BANK/bank.json                 format, version, the source's hash
+    BANK/source.safetensors        the frozen source (G = EMA generator, D)
+    BANK/tasks/NAME.safetensors    task parameters: G (EMA, used to sample), G_train, D, optimizers;
+                                   the header holds the task's metadata (the authoritative copy)
+    BANK/tasks/NAME.json           the same metadata, for people and tools
+    BANK/work/NAME/                an unfinished ``learn``: checkpoint, log, samples
+
+Every file is written atomically, and a task file appears only when its training has ended,
+so an interrupted ``learn`` leaves every earlier task as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .atomic import atomic_write_bytes, atomic_write_json
+from .data import load_data
+from .errors import GanMemoryError
+from .nets import Discriminator, Generator
+from .source import Source, generate, latents
+from .store import check_complete, load_artifact, prefixed, read_meta, save_artifact, unprefixed
+from .train import GANTrainer, TrainConfig
+from .train.loop import fit, load_checkpoint, save_checkpoint
+
+BANK_FORMAT, BANK_VERSION = "ganmemory-bank", 1
+TASK_FORMAT, TASK_VERSION = "ganmemory-task", 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+def check_task_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise GanMemoryError(f"task name '{name}' is not allowed: use letters, digits, '_', '-', '.', '+' "
+                             "(at most 64, starting with a letter or digit)")
+    return name
+
+
+@dataclass
+class TaskInfo:
+    name: str
+    meta: dict[str, Any] | None  # None when the file is corrupted
+    error: str | None
+    bytes: int
+
+
+class MemoryBank:
+    """A bank of tasks over one frozen source. ``MemoryBank.create`` makes one, the
+    constructor opens one."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        info_path = self.root / "bank.json"
+        if not info_path.exists():
+            raise GanMemoryError(f"'{self.root}' is not a memory bank (no bank.json): "
+                                 f"create one with 'ganmemory init --out {self.root}'")
+        try:
+            self.info = json.loads(info_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise GanMemoryError(f"'{info_path}' is corrupted ({exc})") from exc
+        if self.info.get("format") != BANK_FORMAT:
+            raise GanMemoryError(f"'{info_path}' is not a ganmemory bank description")
+        self.source = Source.load(self.root / "source.safetensors")
+        if self.source.file_hash != self.info.get("source_hash"):
+            raise GanMemoryError(f"bank '{self.root}': its source.safetensors (hash {self.source.file_hash}) "
+                                 f"is not the source the bank was built on ({self.info.get('source_hash')})")
+        self.cfg = self.source.cfg
+        self._sampler: Generator | None = None
+
+    # ------------------------------------------------------------------ creation and listing
+
+    @classmethod
+    def create(cls, root: str | os.PathLike, source_path: str | os.PathLike | None = None) -> "MemoryBank":
+        root = Path(root)
+        if (root / "bank.json").exists():
+            raise GanMemoryError(f"'{root}' is already a memory bank; choose another --out")
+        if root.exists() and any(root.iterdir()):
+            raise GanMemoryError(f"'{root}' exists and is not empty; choose another --out")
+        src = Source.load(source_path)  # validates the file before anything is written
+        from .source import default_source_path
+        src_file = Path(source_path) if source_path is not None else default_source_path()
+        (root / "tasks").mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(root / "source.safetensors", src_file.read_bytes())
+        atomic_write_json(root / "bank.json", {"format": BANK_FORMAT, "format_version": BANK_VERSION,
+                                               "source_hash": src.file_hash, "net": src.cfg.to_dict(),
+                                               "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        return cls(root)
+
+    def _task_path(self, name: str) -> Path:
+        return self.root / "tasks" / f"{name}.safetensors"
+
+    def task_infos(self) -> list[TaskInfo]:
+        """Every task file, in the order learned; corrupted ones carry their error."""
+        out = []
+        for path in sorted((self.root / "tasks").glob("*.safetensors")):
+            if path.name.startswith("."):
+                continue
+            name = path.name[: -len(".safetensors")]
+            size = path.stat().st_size + (path.with_suffix(".json").stat().st_size
+                                          if path.with_suffix(".json").exists() else 0)
+            try:
+                meta = read_meta(path)
+                check_complete(path)
+                out.append(TaskInfo(name, meta, None, size))
+            except GanMemoryError as exc:
+                out.append(TaskInfo(name, None, str(exc), size))
+        out.sort(key=lambda t: (t.meta or {}).get("created", "~"))
+        return out
+
+    def tasks(self) -> list[str]:
+        return [t.name for t in self.task_infos()]
+
+    def _require(self, name: str) -> Path:
+        path = self._task_path(name)
+        if not path.exists():
+            known = ", ".join(self.tasks()) or "none yet"
+            raise GanMemoryError(f"unknown task '{name}' in bank '{self.root}'; known tasks: {known}")
+        return path
+
+    def task_meta(self, name: str) -> dict[str, Any]:
+        return read_meta(self._require(name))
+
+    def load_task(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """A task's tensors and metadata; a corrupted file raises an error naming it."""
+        path = self._require(name)
+        check_complete(path)
+        tensors, meta = load_artifact(path, TASK_FORMAT)
+        if meta.get("source_hash") != self.source.file_hash:
+            raise GanMemoryError(f"task file '{path}' was learned from source {meta.get('source_hash')}, "
+                                 f"not this bank's {self.source.file_hash}")
+        return tensors, meta
+
+    def generator_param_count(self) -> tuple[int, int]:
+        """(task parameters of the generator, all parameters of the source generator)."""
+        G = self._modulated_generator()
+        return (sum(p.numel() for p in G.task_parameters()),
+                sum(p.numel() for p in self.source.G.parameters()))
+
+    # ------------------------------------------------------------------ sampling
+
+    def _modulated_generator(self) -> Generator:
+        if self._sampler is None:
+            G = Generator(self.cfg, modulated=True)
+            G.load_source(self.source.G.state_dict())
+            self._sampler = G.eval()
+        return self._sampler
+
+    def task_generator(self, name: str) -> Generator:
+        """A modulated generator set to ``name``'s (EMA) parameters. Shared: it changes with
+        the next call; copy it to keep it."""
+        tensors, _ = self.load_task(name)
+        G = self._modulated_generator()
+        G.load_task_state(unprefixed("G", tensors))
+        return G
+
+    def sample(self, tasks: str | Sequence[str], n: int, seed: int = 0, y: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """``n`` images per task, [len(tasks) * n, 3, R, R] in [-1, 1], tasks in the order given.
+
+        Every task uses the same latents (those of ``seed``), so the first ``n`` images of a
+        multi-task call equal a single-task call with that seed.
+        """
+        names = [tasks] if isinstance(tasks, str) else list(tasks)
+        if not names:
+            raise GanMemoryError("no task given to sample from")
+        z = latents(n, self.cfg.z_dim, seed)
+        return torch.cat([generate(self.task_generator(t), z, y) for t in names])
+
+    # ------------------------------------------------------------------ learning
+
+    def learn(self, name: str, data_spec: str, train: TrainConfig, *, resume: bool = False,
+              overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print
+              ) -> dict[str, Any]:
+        """Learn task ``name`` on ``data_spec``; only its own parameters are trained."""
+        check_task_name(name)
+        path, work = self._task_path(name), self.root / "work" / name
+        ckpt = work / "checkpoint.safetensors"
+        if path.exists() and not overwrite:
+            raise GanMemoryError(f"task '{name}' already exists in bank '{self.root}': pass --overwrite "
+                                 "to replace it, or choose another --task name")
+        if resume and not ckpt.exists():
+            raise GanMemoryError(f"--resume given but task '{name}' has no unfinished learn in '{work}'")
+        if ckpt.exists() and not resume:
+            if not overwrite:
+                raise GanMemoryError(f"task '{name}' has an unfinished learn in '{work}': pass --resume to "
+                                     "continue it, or --overwrite to start again")
+            shutil.rmtree(work)
+        if resume:
+            meta = read_meta(ckpt)
+            old = dict(meta.get("train", {}))
+            new = train.to_dict()
+            old.pop("iters", None), new.pop("iters")
+            if meta.get("data") != data_spec or old != new:
+                raise GanMemoryError(f"cannot resume task '{name}': it was started with data "
+                                     f"'{meta.get('data')}' and other options; only --iters may change")
+
+        data = load_data(data_spec, self.cfg.resolution)
+        if data.note:
+            log(f"note: {data.note}")
+        if train.conditional:
+            raise GanMemoryError("class-conditional tasks are not supported yet (--conditional)")
+        torch.manual_seed(train.seed)
+        G = Generator(self.cfg, modulated=True)
+        G.load_source(self.source.G.state_dict())
+        D = Discriminator(self.cfg, modulated=True)
+        D.load_source(self.source.D.state_dict())
+        trainer = GANTrainer(G, D, train, g_params=G.task_parameters(), d_params=D.task_parameters())
+        ckpt_meta = {"task": name, "data": data_spec, "train": train.to_dict(),
+                     "source_hash": self.source.file_hash}
+        prior = 0.0
+        if resume:
+            prior = float(load_checkpoint(trainer, ckpt).get("seconds", 0.0))
+            log(f"resuming task '{name}' at iteration {trainer.iteration}")
+        t0 = time.perf_counter()
+        summary = fit(trainer, data, work, ckpt_meta={**ckpt_meta, "seconds": prior}, progress=progress,
+                      desc=f"learn {name}")
+        seconds = prior + time.perf_counter() - t0
+        n_task, n_g = self.generator_param_count()
+        meta = {"format": TASK_FORMAT, "format_version": TASK_VERSION, "name": name, "data": data_spec,
+                "classes": list(data.classes), "images": len(data), "resolution": self.cfg.resolution,
+                "iterations": trainer.iteration, "seed": train.seed, "train": train.to_dict(),
+                "seconds": round(seconds, 2),
+                "seconds_per_iteration": round(summary["seconds"] / max(1, summary["steps_this_run"]), 4),
+                "metrics": [], "source_hash": self.source.file_hash, "task_parameters": n_task,
+                "generator_parameters": n_g, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "last": summary["last"]}
+        self._write_task(name, trainer, meta)
+        shutil.rmtree(work, ignore_errors=True)
+        if work.parent.exists() and not any(work.parent.iterdir()):
+            work.parent.rmdir()
+        return meta
+
+    def _write_task(self, name: str, trainer: GANTrainer, meta: dict[str, Any]) -> None:
+        tensors, opt_meta = trainer.state_tensors()
+        out = {**prefixed("G", unprefixed("G_ema", tensors)), **prefixed("G_train", unprefixed("G", tensors)),
+               **prefixed("D", unprefixed("D", tensors))}
+        out.update({k: v for k, v in tensors.items() if k.startswith(("opt_g.", "opt_d."))})
+        meta = {**meta, "optimizer": {"opt_g": opt_meta["opt_g"], "opt_d": opt_meta["opt_d"]}}
+        save_artifact(self._task_path(name), out, meta)
+        atomic_write_json(self._task_path(name).with_suffix(".json"),
+                          {k: v for k, v in meta.items() if k != "optimizer"})
+
+    # ------------------------------------------------------------------ bank operations
+
+    def remove(self, name: str) -> None:
+        path = self._require(name)
+        path.unlink()
+        path.with_suffix(".json").unlink(missing_ok=True)
+
+    def merge(self, others: Sequence[str | os.PathLike]) -> list[str]:
+        """Copy every task of the other banks into this one; nothing is copied if any clash."""
+        plan: list[tuple[str, Path]] = []
+        names = set(self.tasks())
+        for other_root in others:
+            other = MemoryBank(other_root)
+            if other.source.file_hash != self.source.file_hash:
+                raise GanMemoryError(f"bank '{other.root}' was built on source {other.source.file_hash}, "
+                                     f"this bank '{self.root}' on {self.source.file_hash}: cannot merge")
+            for info in other.task_infos():
+                if info.error:
+                    raise GanMemoryError(f"bank '{other.root}': {info.error}")
+                if info.name in names:
+                    raise GanMemoryError(f"task '{info.name}' of bank '{other.root}' clashes with a task "
+                                         f"of the same name; remove or rename one first")
+                names.add(info.name)
+                plan.append((info.name, other._task_path(info.name)))
+        for name, src in plan:
+            atomic_write_bytes(self._task_path(name), src.read_bytes())
+            side = src.with_suffix(".json")
+            if side.exists():
+                atomic_write_bytes(self._task_path(name).with_suffix(".json"), side.read_bytes())
+        return [n for n, _ in plan]
+
+    def interpolate(self, a: str, b: str, steps: int = 8, n: int = 4, seed: int = 0, mode: str = "whole"
+                    ) -> torch.Tensor:
+        """Images along the path from task ``a`` to task ``b``: [n * steps, 3, R, R], row-major
+        (one row per latent, one column per step).
+
+        ``whole``: every parameter moves together, theta = (1 - t) theta_a + t theta_b.
+        ``blocks``: the Linear, then each block in turn moves from a to b, as the paper shows.
+        """
+        if mode not in ("whole", "blocks"):
+            raise GanMemoryError(f"interpolation mode '{mode}' is unknown: use whole or blocks")
+        if steps < 2:
+            raise GanMemoryError(f"--steps must be >= 2, got {steps}")
+        ta = unprefixed("G", self.load_task(a)[0])
+        tb = unprefixed("G", self.load_task(b)[0])
+        G = self._modulated_generator()
+        groups = ["fc"] + [f"resnet_{i}_0" for i in range(self.cfg.n_blocks)]
+        z = latents(n, self.cfg.z_dim, seed)
+        cols = []
+        for s in range(steps):
+            t = s / (steps - 1)
+            state = {}
+            for key in ta:
+                if mode == "whole":
+                    w = t
+                else:
+                    g = groups.index(key.split(".")[0])
+                    w = min(1.0, max(0.0, t * len(groups) - g))
+                state[key] = torch.lerp(ta[key], tb[key], w)
+            G.load_task_state(state)
+            cols.append(generate(G, z))
+        return torch.stack(cols, 1).reshape(n * steps, *cols[0].shape[1:])

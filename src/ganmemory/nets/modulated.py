@@ -1,0 +1,94 @@
+"""Modulated layers: a frozen source kernel, reshaped per task by small gamma / beta / bias.
+
+For a source 3x3 kernel W of shape [Co, Ci, k, k] (METHOD.md section 3)::
+
+    mu, sigma = mean and unbiased std of W over the k x k positions       # [Co, Ci]
+    W_n       = (W - mu) / sigma                                           # stored, frozen
+    W_task    = gamma * W_n + beta       (gamma, beta: [Co, Ci], broadcast over k x k)
+    b_task    = b + dbias                (dbias: [Co])
+
+with gamma = sigma, beta = mu, dbias = 0 at the start, so a new task begins exactly at the
+source. The first Linear (W: [out, in]) is normalised over its input dimension, with gamma,
+beta of length ``out``. With ``normalise=False`` the kernel is stored as is and gamma = 1,
+beta = 0 at the start: the same starting function, as the authors' discriminator uses.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _normalise(w: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    mu = w.mean(dim=dims, keepdim=True)
+    sigma = w.std(dim=dims, keepdim=True, unbiased=True).clamp_min(1e-12)
+    return (w - mu) / sigma, mu, sigma
+
+
+class ModulatedConv2d(nn.Module):
+    """A conv whose kernel is gamma * W_n + beta over a frozen (normalised) source kernel."""
+
+    def __init__(self, fin: int, fout: int, kernel_size: int = 3, padding: int = 1, normalise: bool = True):
+        super().__init__()
+        self.padding, self.normalise = padding, normalise
+        k = kernel_size
+        self.register_buffer("weight_n", torch.zeros(fout, fin, k, k))
+        self.register_buffer("bias_src", torch.zeros(fout))
+        self.gamma = nn.Parameter(torch.ones(fout, fin))
+        self.beta = nn.Parameter(torch.zeros(fout, fin))
+        self.dbias = nn.Parameter(torch.zeros(fout))
+
+    @torch.no_grad()
+    def init_from(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Freeze a source kernel and start the task parameters at the source function."""
+        if self.normalise:
+            w_n, mu, sigma = _normalise(weight, (2, 3))
+            self.weight_n.copy_(w_n)
+            self.gamma.copy_(sigma[..., 0, 0])
+            self.beta.copy_(mu[..., 0, 0])
+        else:
+            self.weight_n.copy_(weight)
+            self.gamma.fill_(1.0)
+            self.beta.zero_()
+        self.bias_src.copy_(bias)
+        self.dbias.zero_()
+
+    def kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.gamma[..., None, None] * self.weight_n + self.beta[..., None, None]  # [Co, Ci, k, k]
+        return w, self.bias_src + self.dbias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self.kernel()
+        return F.conv2d(x, w, b, padding=self.padding)
+
+
+class ModulatedLinear(nn.Module):
+    """A Linear whose weight is gamma * W_n + beta, W_n normalised over the input dimension."""
+
+    def __init__(self, fin: int, fout: int):
+        super().__init__()
+        self.register_buffer("weight_n", torch.zeros(fout, fin))
+        self.register_buffer("bias_src", torch.zeros(fout))
+        self.gamma = nn.Parameter(torch.ones(fout))
+        self.beta = nn.Parameter(torch.zeros(fout))
+        self.dbias = nn.Parameter(torch.zeros(fout))
+
+    @torch.no_grad()
+    def init_from(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        w_n, mu, sigma = _normalise(weight, (1,))
+        self.weight_n.copy_(w_n)
+        self.gamma.copy_(sigma[:, 0])
+        self.beta.copy_(mu[:, 0])
+        self.bias_src.copy_(bias)
+        self.dbias.zero_()
+
+    def kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.gamma[:, None] * self.weight_n + self.beta[:, None], self.bias_src + self.dbias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self.kernel()
+        return F.linear(x, w, b)
+
+
+MODULATED = (ModulatedConv2d, ModulatedLinear)

@@ -1,0 +1,197 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ganmemory.errors import GanMemoryError
+from ganmemory.memory import MemoryBank
+from ganmemory.nets import Discriminator, Generator, NetConfig
+from ganmemory.source import Source, latents
+from ganmemory.train import TrainConfig
+
+FAST = dict(iters=3, batch_size=4, sample_every=0, ckpt_every=0, log_every=1)
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.fixture
+def bank(tmp_path, tiny_source):
+    return MemoryBank.create(tmp_path / "bank", tiny_source)
+
+
+def test_fresh_task_reproduces_the_source(tiny_source):
+    src = Source.load(tiny_source)
+    for cls, x in ((Generator, latents(8, src.cfg.z_dim, 0)), (Discriminator, torch.randn(8, 3, 16, 16))):
+        plain = src.G if cls is Generator else src.D
+        mod = cls(src.cfg, modulated=True)
+        mod.load_source(plain.state_dict())
+        assert (mod(x) - plain(x)).abs().max() <= 1e-5
+
+
+def test_only_task_parameters_get_gradients(tiny_source):
+    src = Source.load(tiny_source)
+    G = Generator(src.cfg, modulated=True)
+    G.load_source(src.G.state_dict())
+    D = Discriminator(src.cfg, modulated=True)
+    D.load_source(src.D.state_dict())
+    D(G(latents(4, src.cfg.z_dim, 0))).sum().backward()
+    task = {id(p) for p in G.task_parameters()} | {id(p) for p in D.task_parameters()}
+    # the task parameters are exactly the modulation tensors and D's last Linear
+    want = set()
+    for net in (G, D):
+        for m in net.modules():
+            for attr in ("gamma", "beta", "dbias"):
+                if hasattr(m, attr):
+                    want.add(id(getattr(m, attr)))
+    want |= {id(D.fc.weight), id(D.fc.bias)}
+    assert task == want
+    for net in (G, D):
+        for p in net.parameters():
+            assert (p.grad is not None) == (id(p) in task)
+        for b in net.buffers():
+            assert not b.requires_grad
+
+
+def test_old_tasks_and_source_are_bit_identical_after_new_tasks(bank, image_folder):
+    src_before = {k: v.clone() for k, v in bank.source.tensors().items()}
+    bank.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
+    a_before = bank.sample("a", 8, seed=5)
+    file_before = (bank.root / "tasks" / "a.safetensors").read_bytes()
+    bank.learn("b", image_folder["b"], TrainConfig(**FAST, seed=1), progress=False, log=quiet)
+    bank.learn("c", image_folder["c"], TrainConfig(**FAST, seed=2), progress=False, log=quiet)
+    assert torch.equal(bank.sample("a", 8, seed=5), a_before)
+    assert (bank.root / "tasks" / "a.safetensors").read_bytes() == file_before
+    for k, v in bank.source.tensors().items():
+        assert torch.equal(v, src_before[k])
+    # a task really moved away from the source
+    assert not torch.equal(a_before, bank.source.sample(8, seed=5))
+
+
+def test_reloaded_bank_samples_identically(bank, image_folder):
+    bank.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
+    bank.learn("b", image_folder["b"], TrainConfig(**FAST), progress=False, log=quiet)
+    x = bank.sample(["a", "b"], 6, seed=3)
+    again = MemoryBank(bank.root)
+    assert torch.equal(again.sample(["a", "b"], 6, seed=3), x)
+    assert torch.equal(again.sample("b", 6, seed=3), x[6:])
+
+
+def test_merge_equals_learning_in_one_bank(tmp_path, tiny_source, image_folder):
+    one = MemoryBank.create(tmp_path / "one", tiny_source)
+    one.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
+    one.learn("b", image_folder["b"], TrainConfig(**FAST, seed=4), progress=False, log=quiet)
+    left = MemoryBank.create(tmp_path / "left", tiny_source)
+    left.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
+    right = MemoryBank.create(tmp_path / "right", tiny_source)
+    right.learn("b", image_folder["b"], TrainConfig(**FAST, seed=4), progress=False, log=quiet)
+    assert left.merge([right.root]) == ["b"]
+    for t in ("a", "b"):
+        ta, tb = one.load_task(t)[0], left.load_task(t)[0]
+        assert ta.keys() == tb.keys()
+        for k in ta:
+            assert torch.equal(ta[k], tb[k]), (t, k)
+        assert torch.equal(one.sample(t, 4), left.sample(t, 4))
+
+
+def test_merge_refuses_clash_and_other_source(tmp_path, tiny_source, tiny_cfg, image_folder, bank):
+    bank.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
+    other = MemoryBank.create(tmp_path / "other", tiny_source)
+    other.learn("a", image_folder["b"], TrainConfig(**FAST), progress=False, log=quiet)
+    with pytest.raises(GanMemoryError, match="task 'a' of bank .* clashes"):
+        bank.merge([other.root])
+    torch.manual_seed(9)
+    Source(tiny_cfg, Generator(tiny_cfg), Discriminator(tiny_cfg)).save(tmp_path / "s2.safetensors")
+    foreign = MemoryBank.create(tmp_path / "foreign", tmp_path / "s2.safetensors")
+    with pytest.raises(GanMemoryError, match="built on source .* cannot merge"):
+        bank.merge([foreign.root])
+    assert bank.tasks() == ["a"]
+
+
+def test_existing_task_needs_overwrite(bank, image_folder):
+    bank.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
+    before = bank.sample("a", 4)
+    with pytest.raises(GanMemoryError, match="task 'a' already exists .* --overwrite"):
+        bank.learn("a", image_folder["b"], TrainConfig(**FAST), progress=False, log=quiet)
+    assert torch.equal(bank.sample("a", 4), before)
+    bank.learn("a", image_folder["b"], TrainConfig(**FAST, seed=7), overwrite=True, progress=False, log=quiet)
+    assert not torch.equal(bank.sample("a", 4), before)
+
+
+def test_unknown_task_lists_known_ones(bank, image_folder):
+    bank.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
+    with pytest.raises(GanMemoryError, match="unknown task 'zz' .*known tasks: a"):
+        bank.sample("zz", 2)
+
+
+def test_corrupted_task_is_named_and_others_still_load(bank, image_folder):
+    bank.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
+    bank.learn("b", image_folder["b"], TrainConfig(**FAST), progress=False, log=quiet)
+    path = bank.root / "tasks" / "b.safetensors"
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data[: len(data) // 2]))  # truncated
+    again = MemoryBank(bank.root)
+    with pytest.raises(GanMemoryError, match="b.safetensors"):
+        again.sample("b", 2)
+    assert again.sample("a", 2).shape == (2, 3, 16, 16)
+    infos = {t.name: t for t in again.task_infos()}
+    assert infos["a"].error is None
+    assert "b.safetensors" in infos["b"].error and "corrupted" in infos["b"].error
+
+
+def test_bank_with_another_source_is_refused(tmp_path, bank, tiny_cfg):
+    torch.manual_seed(99)
+    Source(tiny_cfg, Generator(tiny_cfg), Discriminator(tiny_cfg)).save(bank.root / "source.safetensors")
+    with pytest.raises(GanMemoryError, match="is not the source the bank was built on"):
+        MemoryBank(bank.root)
+
+
+KILL_SCRIPT = r"""
+import os, sys
+import safetensors.torch as st
+from ganmemory.memory import MemoryBank
+from ganmemory.train import TrainConfig
+real_save = st.save_file
+def dying_save(tensors, path, metadata=None):
+    # write part of the file, then die as a SIGKILL would: no clean-up runs
+    real_save(tensors, path, metadata=metadata)
+    with open(path, "r+b") as fh:
+        fh.truncate(os.path.getsize(path) // 3)
+    os._exit(9)
+import ganmemory.store as store
+store.save_file = dying_save
+bank = MemoryBank(sys.argv[1])
+bank.learn("b", sys.argv[2], TrainConfig(iters=2, batch_size=4, sample_every=0, ckpt_every=0), progress=False)
+"""
+
+
+def test_learn_killed_during_a_save_leaves_the_bank_intact(bank, image_folder):
+    bank.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
+    a_before = bank.sample("a", 4, seed=1)
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(bank.root), image_folder["b"]],
+                          capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    again = MemoryBank(bank.root)
+    assert again.tasks() == ["a"]
+    assert torch.equal(again.sample("a", 4, seed=1), a_before)
+
+
+def test_interpolation_ends_at_the_tasks(bank, image_folder):
+    bank.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
+    bank.learn("b", image_folder["b"], TrainConfig(**FAST, seed=3), progress=False, log=quiet)
+    for mode in ("whole", "blocks"):
+        strip = bank.interpolate("a", "b", steps=5, n=3, seed=2, mode=mode).reshape(3, 5, 3, 16, 16)
+        assert torch.allclose(strip[:, 0], bank.sample("a", 3, seed=2), atol=1e-6)
+        assert torch.allclose(strip[:, -1], bank.sample("b", 3, seed=2), atol=1e-6)
+
+
+def test_task_cost_at_256px_nf64_matches_the_paper():
+    cfg = NetConfig(resolution=256, nf=64, output="tanh")
+    with torch.device("meta"):
+        G_plain, G = Generator(cfg), Generator(cfg, modulated=True)
+    n_task = sum(p.numel() for p in G.task_parameters())
+    n_g = sum(p.numel() for p in G_plain.parameters())
+    assert abs(n_task - 10.55e6) < 0.01e6  # the paper: about 10.55 M
+    assert 0.195 < n_task / n_g < 0.205  # about 20 % of G
