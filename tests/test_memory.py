@@ -195,3 +195,38 @@ def test_task_cost_at_256px_nf64_matches_the_paper():
     n_g = sum(p.numel() for p in G_plain.parameters())
     assert abs(n_task - 10.55e6) < 0.01e6  # the paper: about 10.55 M
     assert 0.195 < n_task / n_g < 0.205  # about 20 % of G
+
+
+INTERRUPT_SCRIPT = r"""
+import os, sys
+from ganmemory.memory import MemoryBank
+from ganmemory.train import TrainConfig, GANTrainer
+real_step = GANTrainer.train_step
+def step_then_die(self, *a, **k):
+    if self.iteration == 3:  # checkpoints were written after steps 1, 2, 3
+        os._exit(9)
+    return real_step(self, *a, **k)
+GANTrainer.train_step = step_then_die
+bank = MemoryBank(sys.argv[1])
+bank.learn("b", sys.argv[2], TrainConfig(iters=5, batch_size=4, sample_every=0, ckpt_every=1), progress=False)
+"""
+
+
+def test_interrupted_learn_resumes_exactly(tmp_path, tiny_source, image_folder):
+    cfg = TrainConfig(iters=5, batch_size=4, sample_every=0, ckpt_every=1)
+    straight = MemoryBank.create(tmp_path / "straight", tiny_source)
+    straight.learn("b", image_folder["b"], cfg, progress=False, log=quiet)
+
+    bank = MemoryBank.create(tmp_path / "bank", tiny_source)
+    proc = subprocess.run([sys.executable, "-c", INTERRUPT_SCRIPT, str(bank.root), image_folder["b"]],
+                          capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    assert bank.tasks() == []  # no task file until the learn ends
+    with pytest.raises(GanMemoryError, match="unfinished learn .* --resume"):
+        bank.learn("b", image_folder["b"], cfg, progress=False, log=quiet)
+    bank.learn("b", image_folder["b"], cfg, resume=True, progress=False, log=quiet)
+    a, b = straight.load_task("b")[0], bank.load_task("b")[0]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not (bank.root / "work").exists()

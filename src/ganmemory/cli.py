@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
              "examples:\n  ganmemory pretrain --data openclipart --resolution 32 --iters 20000 --out runs/src\n"
              "  ganmemory pretrain --data ./my_images --resolution 64 --iters 50000 --out runs/src64 --output tanh\n"
              "  ganmemory pretrain --data openclipart --iters 30000 --out runs/src --resume   # continue\n"
+             "  torchrun --nproc_per_node 2 -m ganmemory pretrain --data openclipart --out runs/src  # 2 processes\n"
              "The source file is written to OUT/source.safetensors at the end.")
     t.add_argument("--data", required=True, metavar="SPEC", help="built-in dataset spec or image folder")
     t.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoint, log, samples, source")
@@ -79,13 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     ln = _add(sub, "learn", "learn a new task into a bank (only its own small parameters are trained)",
               "examples:\n  ganmemory learn --memory bank/ --task digits --data mnist --iters 2000\n"
               "  ganmemory learn --memory bank/ --task flowers --data ./data/102flowers --iters 60000\n"
-              "  ganmemory learn --memory bank/ --task flowers --data ./data/102flowers --iters 60000 --resume")
+              "  ganmemory learn --memory bank/ --task flowers --data ./data/102flowers --iters 60000 --resume\n"
+              "  torchrun --nproc_per_node 4 -m ganmemory learn --memory bank/ --task x --data mnist --device cuda\n"
+              "Under torchrun each process trains its slice of every batch (--batch is the global batch);\n"
+              "only rank 0 writes files.")
     ln.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
     ln.add_argument("--task", required=True, metavar="NAME", help="name of the new task")
     ln.add_argument("--data", required=True, metavar="SPEC", help="built-in dataset spec or image folder")
     _add_train_args(ln, iters=2000)
     ln.add_argument("--resume", action="store_true", help="continue this task's unfinished learn")
     ln.add_argument("--overwrite", action="store_true", help="replace an existing task of that name")
+    ln.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
     ls = _add(sub, "list", "list the tasks of a bank: data, iterations, parameters, % of G, bytes",
               "example:\n  ganmemory list --memory bank/")
@@ -206,9 +211,13 @@ def cmd_data(a: argparse.Namespace) -> int:
 
 def cmd_pretrain(a: argparse.Namespace) -> int:
     import torch
+    from .distributed import setup
     from .pretrain import pretrain
+    ctx = setup(a.device)
     res = pretrain(a.data, a.out, _net_cfg(a), _train_cfg(a), resume=a.resume,
-                   source_dtype=torch.float16 if a.fp16 else torch.float32, device=a.device, dedupe=a.dedupe)
+                   source_dtype=torch.float16 if a.fp16 else torch.float32, dedupe=a.dedupe, dist=ctx)
+    if not ctx.is_writer:
+        return 0
     print(f"source written to {res['source']} (hash {res['hash']}, {res['iterations']} iterations, "
           f"{res['wall_seconds'] / 60:.1f} min)")
     return 0
@@ -223,8 +232,13 @@ def cmd_init(a: argparse.Namespace) -> int:
 
 def cmd_learn(a: argparse.Namespace) -> int:
     from .memory import MemoryBank
+    from .distributed import setup
+    ctx = setup(a.device)
     bank = MemoryBank(a.memory)
-    meta = bank.learn(a.task, a.data, _train_cfg(a), resume=a.resume, overwrite=a.overwrite)
+    meta = bank.learn(a.task, a.data, _train_cfg(a), resume=a.resume, overwrite=a.overwrite,
+                      progress=ctx.is_writer, log=print if ctx.is_writer else (lambda _msg: None), dist=ctx)
+    if not ctx.is_writer:
+        return 0
     print(f"learned task '{a.task}' ({meta['iterations']} iterations, {meta['seconds'] / 60:.1f} min, "
           f"{meta['task_parameters']:,} parameters)")
     return 0
@@ -326,8 +340,11 @@ COMMANDS = {"data": cmd_data, "import-gan-stability": cmd_import, "init": cmd_in
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .distributed import teardown
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        teardown()
+        return code
     except GanMemoryError as exc:
         print(f"ganmemory {args.command}: error: {exc}", file=sys.stderr)
         return 2

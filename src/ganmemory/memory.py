@@ -28,6 +28,7 @@ import torch
 
 from .atomic import atomic_write_bytes, atomic_write_json
 from .data import load_data
+from .distributed import SINGLE, DistContext, barrier
 from .errors import GanMemoryError
 from .nets import Discriminator, Generator
 from .source import Source, generate, latents
@@ -180,10 +181,15 @@ class MemoryBank:
     # ------------------------------------------------------------------ learning
 
     def learn(self, name: str, data_spec: str, train: TrainConfig, *, resume: bool = False,
-              overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print
-              ) -> dict[str, Any]:
-        """Learn task ``name`` on ``data_spec``; only its own parameters are trained."""
+              overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print,
+              dist: DistContext = SINGLE) -> dict[str, Any]:
+        """Learn task ``name`` on ``data_spec``; only its own parameters are trained.
+
+        In a torchrun launch pass ``dist`` (``distributed.setup()``): every rank trains its
+        slice of each batch and only rank 0 writes files."""
         check_task_name(name)
+        if train.batch_size % dist.world_size:
+            raise GanMemoryError(f"--batch {train.batch_size} must be divisible by the {dist.world_size} processes")
         path, work = self._task_path(name), self.root / "work" / name
         ckpt = work / "checkpoint.safetensors"
         if path.exists() and not overwrite:
@@ -195,7 +201,9 @@ class MemoryBank:
             if not overwrite:
                 raise GanMemoryError(f"task '{name}' has an unfinished learn in '{work}': pass --resume to "
                                      "continue it, or --overwrite to start again")
-            shutil.rmtree(work)
+            barrier()  # every rank has seen the checkpoint before rank 0 removes it
+            if dist.is_writer:
+                shutil.rmtree(work)
         if resume:
             meta = read_meta(ckpt)
             old = dict(meta.get("train", {}))
@@ -206,7 +214,7 @@ class MemoryBank:
                                      f"'{meta.get('data')}' and other options; only --iters may change")
 
         data = load_data(data_spec, self.cfg.resolution)
-        if data.note:
+        if data.note and dist.is_writer:
             log(f"note: {data.note}")
         if train.conditional:
             raise GanMemoryError("class-conditional tasks are not supported yet (--conditional)")
@@ -215,16 +223,19 @@ class MemoryBank:
         G.load_source(self.source.G.state_dict())
         D = Discriminator(self.cfg, modulated=True)
         D.load_source(self.source.D.state_dict())
-        trainer = GANTrainer(G, D, train, g_params=G.task_parameters(), d_params=D.task_parameters())
+        G, D = G.to(dist.device), D.to(dist.device)
+        trainer = GANTrainer(G, D, train, g_params=G.task_parameters(), d_params=D.task_parameters(), dist=dist)
         ckpt_meta = {"task": name, "data": data_spec, "train": train.to_dict(),
                      "source_hash": self.source.file_hash}
         prior = 0.0
         if resume:
             prior = float(load_checkpoint(trainer, ckpt).get("seconds", 0.0))
-            log(f"resuming task '{name}' at iteration {trainer.iteration}")
+            if dist.is_writer:
+                log(f"resuming task '{name}' at iteration {trainer.iteration}")
         t0 = time.perf_counter()
         summary = fit(trainer, data, work, ckpt_meta={**ckpt_meta, "seconds": prior}, progress=progress,
                       desc=f"learn {name}")
+        barrier()
         seconds = prior + time.perf_counter() - t0
         n_task, n_g = self.generator_param_count()
         meta = {"format": TASK_FORMAT, "format_version": TASK_VERSION, "name": name, "data": data_spec,
@@ -234,11 +245,14 @@ class MemoryBank:
                 "seconds_per_iteration": round(summary["seconds"] / max(1, summary["steps_this_run"]), 4),
                 "metrics": [], "source_hash": self.source.file_hash, "task_parameters": n_task,
                 "generator_parameters": n_g, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "last": summary["last"]}
-        self._write_task(name, trainer, meta)
-        shutil.rmtree(work, ignore_errors=True)
-        if work.parent.exists() and not any(work.parent.iterdir()):
-            work.parent.rmdir()
+                "last": summary["last"], "processes": dist.world_size}
+        if dist.is_writer:
+            trainer.G.cpu(), trainer.G_ema.cpu(), trainer.D.cpu()
+            self._write_task(name, trainer, meta)
+            shutil.rmtree(work, ignore_errors=True)
+            if work.parent.exists() and not any(work.parent.iterdir()):
+                work.parent.rmdir()
+        barrier()
         return meta
 
     def _write_task(self, name: str, trainer: GANTrainer, meta: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .data import load_data
+from .distributed import DistContext, barrier
 from .errors import GanMemoryError
 from .nets import Discriminator, Generator, NetConfig
 from .source import Source
@@ -20,13 +21,17 @@ from .train.loop import fit, load_checkpoint, save_checkpoint
 
 def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: TrainConfig, *,
              resume: bool = False, progress: bool = True, source_dtype: torch.dtype = torch.float32,
-             device: str = "cpu", dedupe: bool = False) -> dict[str, Any]:
+             device: str = "cpu", dedupe: bool = False, dist: DistContext | None = None) -> dict[str, Any]:
     """Train a source GAN on ``data_spec``; writes ``out_dir/source.safetensors`` at the end.
 
     With ``resume`` it continues from ``out_dir/checkpoint.safetensors`` (same data and
     configs required). ``dedupe`` drops duplicate and blank images first (see
     ``ImageSet.deduplicated``). Returns a summary including wall time and the source's hash.
     """
+    dist = dist or DistContext(device=device)
+    device = dist.device
+    if train.batch_size % dist.world_size:
+        raise GanMemoryError(f"--batch {train.batch_size} must be divisible by the {dist.world_size} processes")
     out = Path(out_dir)
     ckpt = out / "checkpoint.safetensors"
     if ckpt.exists() and not resume:
@@ -57,7 +62,7 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
                              f"has {net.nlabels} labels")
     torch.manual_seed(train.seed)
     G, D = Generator(net).to(device), Discriminator(net).to(device)
-    trainer = GANTrainer(G, D, train)
+    trainer = GANTrainer(G, D, train, dist=dist)
     ckpt_meta = {"data": data_spec, "net": net.to_dict(), "train": train.to_dict(), "dedupe": dedupe}
     prior_seconds = 0.0
     if resume:
@@ -66,11 +71,15 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
     summary = fit(trainer, data, out, ckpt_meta={**ckpt_meta, "seconds": prior_seconds},
                   progress=progress, desc=f"pretrain {data_spec}")
     seconds = prior_seconds + time.perf_counter() - t0
+    if not dist.is_writer:
+        barrier()
+        return {**summary, "wall_seconds": seconds, "source": None, "hash": None}
     # the checkpoint written at the end of fit carries the seconds known before it; refresh it
     save_checkpoint(trainer, ckpt, {**ckpt_meta, "seconds": seconds})
     info = {"data": data_spec, "dedupe": dedupe, "images": len(data), "iterations": trainer.iteration,
             "train": train.to_dict(), "wall_seconds": round(seconds, 1),
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "processes": dist.world_size}
     source = Source(net, trainer.G_ema.cpu(), trainer.D.cpu(), info)
     h = source.save(out / "source.safetensors", dtype=source_dtype)
+    barrier()
     return {**summary, "wall_seconds": seconds, "source": str(out / "source.safetensors"), "hash": h}

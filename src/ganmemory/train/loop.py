@@ -41,7 +41,6 @@ def fixed_latents(n: int, z_dim: int, seed: int = 12345) -> torch.Tensor:
 
 def fit(trainer: GANTrainer, data: ImageSet, out_dir: str | os.PathLike, *,
         ckpt_meta: dict[str, Any], progress: bool = True, desc: str = "training",
-        rank: int = 0, world_size: int = 1,
         on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train until ``trainer.cfg.iters``; writes log.jsonl, samples/ and checkpoint.safetensors.
 
@@ -50,12 +49,12 @@ def fit(trainer: GANTrainer, data: ImageSet, out_dir: str | os.PathLike, *,
     """
     cfg = trainer.cfg
     out = Path(out_dir)
-    is_writer = rank == 0
+    is_writer = trainer.dist.is_writer
     if is_writer:
         (out / "samples").mkdir(parents=True, exist_ok=True)
     images = torch.from_numpy(data.images)  # [N, R, R, 3] uint8
     labels = torch.from_numpy(data.labels)
-    sched = BatchSchedule(len(images), cfg.batch_size, cfg.seed, rank, world_size)
+    sched = BatchSchedule(len(images), cfg.batch_size, cfg.seed)
     z_fixed = fixed_latents(64, trainer.G.cfg.z_dim).to(trainer.device)
     y_fixed = (torch.arange(64) % trainer.G.cfg.nlabels).to(trainer.device)
     start_it, t0, stats = trainer.iteration, time.perf_counter(), {}
@@ -64,7 +63,7 @@ def fit(trainer: GANTrainer, data: ImageSet, out_dir: str | os.PathLike, *,
                dynamic_ncols=True)
     while trainer.iteration < cfg.iters:
         idx = sched.indices(trainer.iteration)
-        stats = trainer.train_step(images[idx], labels[idx], rank)
+        stats = trainer.train_step(images[idx], labels[idx])
         it = trainer.iteration
         bar.update(1)
         if on_step is not None:

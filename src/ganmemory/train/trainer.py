@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..data import preprocess
+from ..distributed import SINGLE, DistContext, average_gradients
 from ..store import optimizer_from_tensors, optimizer_to_tensors, prefixed, unprefixed
 from .config import TrainConfig
 from .ema import ema_update
@@ -21,25 +22,22 @@ from .losses import d_loss_nonsaturating, g_loss_nonsaturating, r1_penalty
 
 
 class BatchSchedule:
-    """Which data indices step ``it`` uses: epochs of seeded permutations, sharded by rank.
-
-    Equivalent to ``DistributedSampler(shuffle=True, drop_last=True)`` with ``set_epoch``;
-    stateless, so resuming at any step needs only the step number.
+    """Which data indices the global batch of step ``it`` holds: epochs of seeded permutations
+    (shuffle, drop the last partial batch). Stateless, so resuming at any step needs only the
+    step number; in multi-process runs every rank computes the same global batch and takes its
+    slice of it (see ``distributed.py``).
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, n: int, batch_size: int, seed: int):
         self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.rank, self.world_size = rank, world_size
-        self.per_rank = n // world_size
-        self.steps_per_epoch = max(1, self.per_rank // batch_size)
+        self.steps_per_epoch = max(1, n // batch_size)
         self._epoch, self._perm = -1, None
 
     def indices(self, it: int) -> torch.Tensor:
         epoch, k = divmod(it, self.steps_per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            perm = torch.randperm(self.n, generator=g)[: self.per_rank * self.world_size]
-            self._perm, self._epoch = perm[self.rank:: self.world_size], epoch
+            self._perm, self._epoch = torch.randperm(self.n, generator=g), epoch
         idx = self._perm[k * self.batch_size:(k + 1) * self.batch_size]
         if len(idx) < self.batch_size:  # fewer images than one batch: draw with repeats
             g = torch.Generator().manual_seed(self.seed * 7_919 + it)
@@ -47,9 +45,9 @@ class BatchSchedule:
         return idx
 
 
-def step_generator(seed: int, it: int, rank: int = 0) -> torch.Generator:
-    """The random generator for step ``it``: a pure function of (seed, it, rank)."""
-    return torch.Generator().manual_seed((seed * 2_147_483_647 + it * 65_537 + rank * 9_973) % (2**63))
+def step_generator(seed: int, it: int) -> torch.Generator:
+    """The random generator for step ``it``: a pure function of (seed, it)."""
+    return torch.Generator().manual_seed((seed * 2_147_483_647 + it * 65_537) % (2**63))
 
 
 class GANTrainer:
@@ -62,8 +60,8 @@ class GANTrainer:
     def __init__(self, G: nn.Module, D: nn.Module, cfg: TrainConfig,
                  g_params: Iterable[nn.Parameter] | None = None,
                  d_params: Iterable[nn.Parameter] | None = None,
-                 G_ema: nn.Module | None = None):
-        self.G, self.D, self.cfg = G, D, cfg
+                 G_ema: nn.Module | None = None, dist: DistContext = SINGLE):
+        self.G, self.D, self.cfg, self.dist = G, D, cfg, dist
         self.G_ema = G_ema if G_ema is not None else copy.deepcopy(G).requires_grad_(False)
         self.g_params = list(g_params) if g_params is not None else list(G.parameters())
         self.d_params = list(d_params) if d_params is not None else list(D.parameters())
@@ -77,7 +75,7 @@ class GANTrainer:
         return self.g_params[0].device
 
     def _z(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        return torch.randn(n, self.G.cfg.z_dim, generator=gen).to(self.device)
+        return torch.randn(n, self.G.cfg.z_dim, generator=gen).to(self.device)  # [N, z_dim]
 
     def d_step(self, real: torch.Tensor, y: torch.Tensor, z: torch.Tensor, y_fake: torch.Tensor
                ) -> dict[str, float]:
@@ -99,6 +97,7 @@ class GANTrainer:
             r1 = r1_penalty(real_logits, real)
             loss = loss + (self.cfg.r1_gamma * self.cfg.r1_every) * r1
         loss.backward()
+        average_gradients(self.d_params, self.dist.world_size)
         self.opt_d.step()
         return {"d_loss_real": loss_real.item(), "d_loss_fake": loss_fake.item(), "r1": r1.item(),
                 "d_real": real_logits.mean().item(), "d_fake": fake_logits.mean().item()}
@@ -111,19 +110,31 @@ class GANTrainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss = g_loss_nonsaturating(self.D(self.G(z, y), y))
         loss.backward()
+        average_gradients(self.g_params, self.dist.world_size)
         self.opt_g.step()
         for p in self.d_params:
             p.requires_grad_(True)
         ema_update(self.G_ema, self.G, self.cfg.ema_beta)
         return {"g_loss": loss.item()}
 
-    def train_step(self, images_u8: torch.Tensor, labels: torch.Tensor, rank: int = 0) -> dict[str, float]:
-        """One full iteration on a uint8 batch [N, H, W, 3]; increments ``iteration``."""
-        gen = step_generator(self.cfg.seed, self.iteration, rank)
+    def train_step(self, images_u8: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One full iteration on the global uint8 batch [N, H, W, 3]; increments ``iteration``.
+
+        Every random draw is made for the whole global batch, then each rank keeps its slice,
+        so N processes compute exactly the batch one process would.
+        """
+        gen = step_generator(self.cfg.seed, self.iteration)
         n = images_u8.shape[0]
-        real = preprocess(images_u8, gen, flip=self.cfg.flip).to(self.device)
-        y = labels.to(self.device) if self.cfg.conditional else torch.zeros(n, dtype=torch.long, device=self.device)
+        real = preprocess(images_u8, gen, flip=self.cfg.flip)
         z_d, z_g = self._z(n, gen), self._z(n, gen)
+        y = labels if self.cfg.conditional else torch.zeros(n, dtype=torch.long)
+        world, rank = self.dist.world_size, self.dist.rank
+        if world > 1:
+            if n % world:
+                raise ValueError(f"batch {n} is not divisible by {world} processes")
+            part = slice(rank * n // world, (rank + 1) * n // world)
+            real, y, z_d, z_g = real[part], y[part], z_d[part], z_g[part]
+        real, y = real.to(self.device), y.to(self.device)
         stats = self.d_step(real, y, z_d, y)
         stats.update(self.g_step(z_g, y))
         self.iteration += 1
