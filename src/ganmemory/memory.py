@@ -188,8 +188,7 @@ class MemoryBank:
         In a torchrun launch pass ``dist`` (``distributed.setup()``): every rank trains its
         slice of each batch and only rank 0 writes files."""
         check_task_name(name)
-        if train.batch_size % dist.world_size:
-            raise GanMemoryError(f"--batch {train.batch_size} must be divisible by the {dist.world_size} processes")
+        train.check_divisible(dist.world_size)
         path, work = self._task_path(name), self.root / "work" / name
         ckpt = work / "checkpoint.safetensors"
         if path.exists() and not overwrite:
@@ -206,10 +205,7 @@ class MemoryBank:
                 shutil.rmtree(work)
         if resume:
             meta = read_meta(ckpt)
-            old = dict(meta.get("train", {}))
-            new = train.to_dict()
-            old.pop("iters", None), new.pop("iters")
-            if meta.get("data") != data_spec or old != new:
+            if meta.get("data") != data_spec or not train.resumes(meta.get("train", {})):
                 raise GanMemoryError(f"cannot resume task '{name}': it was started with data "
                                      f"'{meta.get('data')}' and other options; only --iters may change")
 

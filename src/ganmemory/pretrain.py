@@ -30,8 +30,7 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
     """
     dist = dist or DistContext(device=device)
     device = dist.device
-    if train.batch_size % dist.world_size:
-        raise GanMemoryError(f"--batch {train.batch_size} must be divisible by the {dist.world_size} processes")
+    train.check_divisible(dist.world_size)
     out = Path(out_dir)
     ckpt = out / "checkpoint.safetensors"
     if ckpt.exists() and not resume:
@@ -45,11 +44,7 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
                 bool(meta.get("dedupe")) != dedupe:
             raise GanMemoryError(f"cannot resume '{ckpt}': it was trained with data '{meta.get('data')}' "
                                  f"and network {meta.get('net')}, not '{data_spec}' and {net.to_dict()}")
-        old = dict(meta.get("train", {}))
-        old.pop("iters", None)
-        new = train.to_dict()
-        new.pop("iters")
-        if old != new:
+        if not train.resumes(meta.get("train", {})):
             raise GanMemoryError(f"cannot resume '{ckpt}': training options differ from the checkpoint's "
                                  "(only --iters may change)")
     data = load_data(data_spec, net.resolution)

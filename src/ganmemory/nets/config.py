@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
+from ..configs import config_from_dict
 from ..errors import GanMemoryError
 
 # Channel multipliers of GP-GAN's ``resnet4`` generator, block i maps MULTS[i] -> MULTS[i + 1]
@@ -58,8 +59,4 @@ class NetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NetConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise GanMemoryError(f"unknown network option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return config_from_dict(cls, d, "network")

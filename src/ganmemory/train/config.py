@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
+from ..configs import config_from_dict
 from ..errors import GanMemoryError
 
 
@@ -43,8 +44,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise GanMemoryError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return config_from_dict(cls, d, "training")
+
+    def resumes(self, stored: dict) -> bool:
+        """Whether a checkpoint trained with options ``stored`` may continue under these:
+        everything but ``iters`` must match."""
+        mine = {k: v for k, v in self.to_dict().items() if k != "iters"}
+        return mine == {k: v for k, v in stored.items() if k != "iters"}
+
+    def check_divisible(self, world_size: int) -> None:
+        if self.batch_size % world_size:
+            raise GanMemoryError(f"--batch {self.batch_size} must be divisible by the {world_size} processes")
+
