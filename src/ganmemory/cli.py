@@ -91,6 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--resume", action="store_true", help="continue this task's unfinished learn")
     ln.add_argument("--overwrite", action="store_true", help="replace an existing task of that name")
     ln.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    ln.add_argument("--eval-every", type=int, default=0, metavar="K",
+                    help="score the task every K iterations and at the end (0: never); plot in BANK/plots/")
+    ln.add_argument("--eval-n", type=_positive, default=1000, help="images per score during learn")
+    ln.add_argument("--eval-metric", default="fd-el0", choices=("fd-el0", "kid-el0"), help="score during learn")
+
+    ev = _add(sub, "evaluate", "score a task against real data (FD-EL0, KID-EL0, or FID with Inception weights)",
+              "examples:\n  ganmemory evaluate --memory bank/ --task digits --data mnist@test --n 5000\n"
+              "  ganmemory evaluate --memory bank/ --task digits --data mnist --metric kid-el0\n"
+              "  ganmemory evaluate --memory bank/ --task digits --data mnist --metric fid \\\n"
+              "      --inception-weights pt_inception-2015-12-05-6726825d.pth\n"
+              "FD-EL0 and KID-EL0 use EfficientNet-Lite0 features: FID-like, not comparable with published FID.")
+    ev.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
+    ev.add_argument("--task", required=True, metavar="NAME", help="task to score")
+    ev.add_argument("--data", required=True, metavar="SPEC", help="real data to compare with")
+    ev.add_argument("--n", type=_positive, default=5000, help="generated and real images (real capped at the data size)")
+    ev.add_argument("--metric", default="fd-el0", choices=("fd-el0", "kid-el0", "fid"), help="score")
+    ev.add_argument("--inception-weights", metavar="PATH", help="pytorch-fid's InceptionV3 weights (for --metric fid)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the generated latents")
+    ev.add_argument("--json", metavar="FILE", help="also write the result as JSON")
 
     ls = _add(sub, "list", "list the tasks of a bank: data, iterations, parameters, % of G, bytes",
               "example:\n  ganmemory list --memory bank/")
@@ -236,11 +255,25 @@ def cmd_learn(a: argparse.Namespace) -> int:
     ctx = setup(a.device)
     bank = MemoryBank(a.memory)
     meta = bank.learn(a.task, a.data, _train_cfg(a), resume=a.resume, overwrite=a.overwrite,
-                      progress=ctx.is_writer, log=print if ctx.is_writer else (lambda _msg: None), dist=ctx)
+                      progress=ctx.is_writer, log=print if ctx.is_writer else (lambda _msg: None), dist=ctx,
+                      eval_every=a.eval_every, eval_n=a.eval_n, eval_metric=a.eval_metric)
     if not ctx.is_writer:
         return 0
     print(f"learned task '{a.task}' ({meta['iterations']} iterations, {meta['seconds'] / 60:.1f} min, "
           f"{meta['task_parameters']:,} parameters)")
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .atomic import atomic_write_json
+    from .evaluate import evaluate_task
+    from .memory import MemoryBank
+    res = evaluate_task(MemoryBank(a.memory), a.task, a.data, a.metric, a.n, a.seed, a.inception_weights)
+    extra = f" +- {res['std']:.4f}" if "std" in res else ""
+    print(f"task '{a.task}' vs '{a.data}': {res['metric']} = {res['value']:.4f}{extra} "
+          f"({res['n_generated']} generated, {res['n_real']} real; features: {res['feature_network']})")
+    if a.json:
+        atomic_write_json(a.json, res)
     return 0
 
 
@@ -333,7 +366,7 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"data": cmd_data, "import-gan-stability": cmd_import, "init": cmd_init, "learn": cmd_learn,
-            "list": cmd_list, "interpolate": cmd_interpolate, "remove": cmd_remove, "merge": cmd_merge,
+            "list": cmd_list, "evaluate": cmd_evaluate, "interpolate": cmd_interpolate, "remove": cmd_remove, "merge": cmd_merge,
             "demo": cmd_demo, "pretrain": cmd_pretrain, "sample": cmd_sample}
 
 

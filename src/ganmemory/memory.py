@@ -182,8 +182,13 @@ class MemoryBank:
 
     def learn(self, name: str, data_spec: str, train: TrainConfig, *, resume: bool = False,
               overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print,
-              dist: DistContext = SINGLE) -> dict[str, Any]:
+              dist: DistContext = SINGLE, eval_every: int = 0, eval_n: int = 1000,
+              eval_metric: str = "fd-el0") -> dict[str, Any]:
         """Learn task ``name`` on ``data_spec``; only its own parameters are trained.
+
+        With ``eval_every`` > 0 the EMA generator is scored against ``data_spec`` every that
+        many iterations and at the end (``eval_n`` images, ``eval_metric``); the history goes
+        into the task's metadata and a plot into ``BANK/plots/NAME.png``.
 
         In a torchrun launch pass ``dist`` (``distributed.setup()``): every rank trains its
         slice of each batch and only rank 0 writes files."""
@@ -228,10 +233,18 @@ class MemoryBank:
             prior = float(load_checkpoint(trainer, ckpt).get("seconds", 0.0))
             if dist.is_writer:
                 log(f"resuming task '{name}' at iteration {trainer.iteration}")
+        on_step = None
+        history_path = work / "metrics.jsonl"
+        if eval_every > 0 and dist.is_writer:
+            on_step = self._evaluator(trainer, data_spec, eval_every, eval_n, eval_metric, history_path, log)
+            if trainer.iteration == 0:
+                on_step(0, {})
         t0 = time.perf_counter()
         summary = fit(trainer, data, work, ckpt_meta={**ckpt_meta, "seconds": prior}, progress=progress,
-                      desc=f"learn {name}")
+                      desc=f"learn {name}", on_step=on_step)
         barrier()
+        history = [json.loads(line) for line in history_path.read_text().splitlines()] \
+            if history_path.exists() else []
         seconds = prior + time.perf_counter() - t0
         n_task, n_g = self.generator_param_count()
         meta = {"format": TASK_FORMAT, "format_version": TASK_VERSION, "name": name, "data": data_spec,
@@ -239,17 +252,45 @@ class MemoryBank:
                 "iterations": trainer.iteration, "seed": train.seed, "train": train.to_dict(),
                 "seconds": round(seconds, 2),
                 "seconds_per_iteration": round(summary["seconds"] / max(1, summary["steps_this_run"]), 4),
-                "metrics": [], "source_hash": self.source.file_hash, "task_parameters": n_task,
+                "metrics": history, "source_hash": self.source.file_hash, "task_parameters": n_task,
                 "generator_parameters": n_g, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "last": summary["last"], "processes": dist.world_size}
         if dist.is_writer:
             trainer.G.cpu(), trainer.G_ema.cpu(), trainer.D.cpu()
             self._write_task(name, trainer, meta)
+            if history:
+                self._plot_history(name, history)
             shutil.rmtree(work, ignore_errors=True)
             if work.parent.exists() and not any(work.parent.iterdir()):
                 work.parent.rmdir()
         barrier()
         return meta
+
+    def _evaluator(self, trainer: GANTrainer, data_spec: str, every: int, n: int, metric: str,
+                   history_path: Path, log: Callable[[str], None]) -> Callable[[int, dict], None]:
+        from .evaluate import Scorer
+        scorer = Scorer(data_spec, self.cfg.resolution, metric, n)
+        device = trainer.device
+
+        def on_step(it: int, _stats: dict) -> None:
+            if it % every and it != trainer.cfg.iters:
+                return
+            G = trainer.G_ema.eval()
+            res = scorer.score(lambda z: G(z.to(device)).clamp(-1, 1).cpu(), self.cfg.z_dim, seed=0)
+            record = {"iteration": it, res["metric"]: round(res["value"], 4), "n": res["n_generated"]}
+            old = history_path.read_text() if history_path.exists() else ""
+            atomic_write_bytes(history_path, (old + json.dumps(record) + "\n").encode())
+            log(f"iteration {it}: {res['metric']} = {res['value']:.3f} ({res['n_generated']} images)")
+        return on_step
+
+    def _plot_history(self, name: str, history: list[dict[str, Any]]) -> Path:
+        from .plots import plot_curves
+        metric = next(k for k in history[0] if k not in ("iteration", "n"))
+        path = self.root / "plots" / f"{name}.png"
+        plot_curves({name: ([h["iteration"] for h in history], [h[metric] for h in history])}, path,
+                    title=f"task '{name}': {metric} against iterations ({history[-1]['n']} images)",
+                    xlabel="iteration", ylabel=metric)
+        return path
 
     def _write_task(self, name: str, trainer: GANTrainer, meta: dict[str, Any]) -> None:
         tensors, opt_meta = trainer.state_tensors()

