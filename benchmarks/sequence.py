@@ -1,0 +1,162 @@
+"""The seed's Figure 1(b) on real data here: FD-EL0 against iterations, task after task.
+
+    python benchmarks/sequence.py                       # the full run (about 2 h on 2 CPU cores)
+    python benchmarks/sequence.py --iters 4 --eval-every 2 --n 16 --out /tmp/seq   # smoke test
+
+From the shipped 32 px source, tasks mnist -> fashion-mnist -> emoji, each trained --iters
+iterations, scored every --eval-every iterations on --n generated vs --n real images:
+
+- gan-memory: each task learns only its modulation parameters (ganmemory learn);
+- finetune:   the whole source GAN fine-tuned, separately for each task;
+- scratch:    the same GAN trained from random weights, separately for each task;
+- sequential: one GAN fine-tuned through the whole sequence; after each task, every earlier
+              task is scored again (forgetting);
+- floor:      FD-EL0 between two disjoint real samples of each dataset.
+
+Writes OUT/results.json, OUT/table.md (rows method x task, columns iterations), OUT/fd.png
+and OUT/forgetting.md. FD-EL0 is a Fréchet distance on EfficientNet-Lite0 features, not FID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganmemory.data import load_data
+from ganmemory.evaluate import Scorer
+from ganmemory.memory import MemoryBank
+from ganmemory.metrics import frechet_distance, statistics
+from ganmemory.metrics.features import build_extractor, extract_features
+from ganmemory.nets import Discriminator, Generator
+from ganmemory.plots import plot_curves
+from ganmemory.source import Source
+from ganmemory.train import GANTrainer, TrainConfig
+from ganmemory.train.loop import fit
+
+TASKS = ("mnist", "fashion-mnist", "emoji")
+
+
+def train_plain(G, D, spec, cfg, every, out, scorer, z_dim, trainer=None):
+    """Train every parameter of G and D on spec; returns (history, trainer)."""
+    history = []
+    trainer = trainer or GANTrainer(G, D, cfg)
+    start = trainer.iteration
+
+    def on_step(it, _stats):
+        if (it - start) % every == 0 or it - start == cfg.iters:
+            G_ema = trainer.G_ema.eval()
+            r = scorer.score(lambda z: G_ema(z).clamp(-1, 1), z_dim)
+            history.append((it - start, r["value"]))
+            print(f"  {spec} iteration {it - start}: FD-EL0 {r['value']:.2f}", flush=True)
+
+    on_step(start, {})
+    trainer.cfg = TrainConfig(**{**cfg.to_dict(), "iters": start + cfg.iters})
+    fit(trainer, load_data(spec, G.cfg.resolution), out, ckpt_meta={}, progress=False, on_step=on_step)
+    return history, trainer
+
+
+def floor(spec, res, n, extractor):
+    data = load_data(spec, res)
+    order = np.random.default_rng(1).permutation(len(data))
+    a, b = data.images[order[:n]], data.images[order[n:2 * n]]
+    fa, fb = extract_features(a, extractor), extract_features(b, extractor)
+    return frechet_distance(*statistics(fa), *statistics(fb))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--iters", type=int, default=2000)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--n", type=int, default=1000, help="generated and real images per score")
+    p.add_argument("--out", default="runs/sequence")
+    p.add_argument("--source", default=None, help="source file (default: the shipped one)")
+    p.add_argument("--methods", nargs="+", default=["gan-memory", "finetune", "scratch", "sequential"])
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+    src = Source.load(a.source)
+    res, zd = src.cfg.resolution, src.cfg.z_dim
+    cfg = TrainConfig(iters=a.iters, sample_every=0, ckpt_every=0, log_every=100)
+    scorers = {t: Scorer(t, res, "fd-el0", a.n) for t in TASKS}
+    results = {"config": vars(a), "machine": f"{platform.machine()} {torch.get_num_threads()} threads, "
+               f"torch {torch.__version__}", "date": time.strftime("%Y-%m-%d"), "curves": {}, "params": {}}
+    extractor = build_extractor("el0")
+    results["floor"] = {t: floor(t, res, a.n, extractor) for t in TASKS}
+    print("floor:", results["floor"], flush=True)
+    n_g = sum(p.numel() for p in src.G.parameters())
+
+    if "gan-memory" in a.methods:
+        bank = MemoryBank(out / "bank") if (out / "bank" / "bank.json").exists() else \
+            MemoryBank.create(out / "bank", a.source)
+        for t in TASKS:
+            meta = bank.learn(t, t, cfg, progress=False, eval_every=a.eval_every, eval_n=a.n, overwrite=True)
+            results["curves"][f"gan-memory/{t}"] = [(h["iteration"], h["FD-EL0"]) for h in meta["metrics"]]
+            results["params"]["gan-memory"] = meta["task_parameters"]
+        # every old task re-scored after the whole sequence: it must not move
+        results["after_sequence"] = {"gan-memory": {t: scorers[t].score(
+            lambda z, t=t: bank.task_generator(t)(z).clamp(-1, 1), zd)["value"] for t in TASKS}}
+
+    for method in ("finetune", "scratch"):
+        if method not in a.methods:
+            continue
+        for t in TASKS:
+            torch.manual_seed(0)
+            G, D = Generator(src.cfg), Discriminator(src.cfg)
+            if method == "finetune":
+                G.load_state_dict(src.G.state_dict())
+                D.load_state_dict(src.D.state_dict())
+            hist, _ = train_plain(G, D, t, cfg, a.eval_every, out / method / t, scorers[t], zd)
+            results["curves"][f"{method}/{t}"] = hist
+        results["params"][method] = n_g
+
+    if "sequential" in a.methods:
+        G, D = Generator(src.cfg), Discriminator(src.cfg)
+        G.load_state_dict(src.G.state_dict())
+        D.load_state_dict(src.D.state_dict())
+        trainer, forgetting = None, {}
+        for i, t in enumerate(TASKS):
+            hist, trainer = train_plain(G, D, t, cfg, a.eval_every, out / "sequential" / t, scorers[t], zd, trainer)
+            results["curves"][f"sequential/{t}"] = hist
+            G_ema = copy.deepcopy(trainer.G_ema).eval()
+            for old in TASKS[: i + 1]:
+                v = scorers[old].score(lambda z: G_ema(z).clamp(-1, 1), zd)["value"]
+                forgetting.setdefault(old, []).append((t, v))
+        results["forgetting"] = forgetting
+        results["params"]["sequential"] = n_g
+
+    results["seconds"] = round(time.perf_counter() - t_all)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    iters = sorted({it for c in results["curves"].values() for it, _ in c})
+    lines = ["| method / task | " + " | ".join(f"{it}" for it in iters) + " | stored per task |",
+             "|---|" + "---|" * (len(iters) + 1)]
+    for key, curve in results["curves"].items():
+        d = dict(curve)
+        method = key.split("/")[0]
+        lines.append(f"| {key} | " + " | ".join(f"{d[it]:.1f}" if it in d else "" for it in iters)
+                     + f" | {results['params'][method]:,} |")
+    for t, v in results["floor"].items():
+        lines.append(f"| floor (real vs real) / {t} | " + " | ".join(f"{v:.1f}" for _ in iters) + " | |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    if "forgetting" in results:
+        f_lines = ["| task | " + " | ".join(f"after {t}" for t in TASKS) + " |", "|---|" + "---|" * len(TASKS)]
+        for old, vals in results["forgetting"].items():
+            d = dict(vals)
+            f_lines.append(f"| {old} | " + " | ".join(f"{d[t]:.1f}" if t in d else "" for t in TASKS) + " |")
+        (out / "forgetting.md").write_text("\n".join(f_lines) + "\n")
+    plot_curves({k: tuple(zip(*v)) for k, v in results["curves"].items()}, out / "fd.png",
+                title="FD-EL0 against iterations (EfficientNet-Lite0 features, not FID)",
+                xlabel="iteration", ylabel="FD-EL0")
+    print((out / "table.md").read_text())
+    print(f"total {results['seconds'] / 60:.1f} min; results in {out}")
+
+
+if __name__ == "__main__":
+    main()
