@@ -79,6 +79,15 @@ def test_reloaded_bank_samples_identically(bank, image_folder):
     assert torch.equal(again.sample("b", 6, seed=3), x[6:])
 
 
+def test_batched_multi_task_sampling_equals_the_loop(bank, image_folder):
+    for i, t in enumerate("abc"):
+        bank.learn(t, image_folder[t], TrainConfig(**FAST, seed=i), progress=False, log=quiet)
+    together = bank.sample(["a", "b", "c", "a"], 5, seed=2, batched=True)  # one grouped pass, a task twice
+    assert together.shape == (20, 3, 16, 16)
+    for i, t in enumerate(["a", "b", "c", "a"]):
+        assert (together[5 * i:5 * (i + 1)] - bank.sample(t, 5, seed=2)).abs().max() <= 1e-5
+
+
 def test_merge_equals_learning_in_one_bank(tmp_path, tiny_source, image_folder):
     one = MemoryBank.create(tmp_path / "one", tiny_source)
     one.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)

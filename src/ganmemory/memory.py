@@ -165,18 +165,40 @@ class MemoryBank:
         G.load_task_state(unprefixed("G", tensors))
         return G
 
-    def sample(self, tasks: str | Sequence[str], n: int, seed: int = 0, y: torch.Tensor | None = None
-               ) -> torch.Tensor:
+    def sample(self, tasks: str | Sequence[str], n: int, seed: int = 0, y: torch.Tensor | None = None,
+               batched: bool = False) -> torch.Tensor:
         """``n`` images per task, [len(tasks) * n, 3, R, R] in [-1, 1], tasks in the order given.
 
-        Every task uses the same latents (those of ``seed``), so the first ``n`` images of a
-        multi-task call equal a single-task call with that seed.
+        Every task uses the same latents (those of ``seed``), so each task's block equals a
+        single-task call with that seed. ``batched`` runs all tasks in one grouped pass
+        (``sample_batched``, equal within float rounding); on this project's 2-core CPU that
+        was slower than the loop (BENCHMARKS.md), so the loop is the default.
         """
         names = [tasks] if isinstance(tasks, str) else list(tasks)
         if not names:
             raise GanMemoryError("no task given to sample from")
         z = latents(n, self.cfg.z_dim, seed)
+        if batched and len(names) > 1:
+            return self.sample_batched(names, z, y)
         return torch.cat([generate(self.task_generator(t), z, y) for t in names])
+
+    @torch.no_grad()
+    def sample_batched(self, names: Sequence[str], z: torch.Tensor, y: torch.Tensor | None = None,
+                       chunk: int = 256) -> torch.Tensor:
+        """Every task in one forward pass: the task states are stacked and each modulated layer
+        runs one grouped convolution over all tasks (see ``nets.modulated``). Returns
+        [T * n, 3, R, R], task-major like the loop; equal to it up to float rounding."""
+        states = [unprefixed("G", self.load_task(t)[0]) for t in names]
+        stacked = {k: torch.stack([s[k] for s in states]) for k in states[0]}
+        G = self._modulated_generator()
+        t = len(names)
+        outs = []
+        for i in range(0, len(z), chunk):
+            zc = z[i:i + chunk]
+            yc = None if y is None else y[i:i + chunk].repeat_interleave(t)
+            x = torch.func.functional_call(G, stacked, (zc.repeat_interleave(t, 0), yc))  # [c * T, 3, R, R]
+            outs.append(x.reshape(len(zc), t, *x.shape[1:]).transpose(0, 1))  # [T, c, 3, R, R]
+        return torch.cat(outs, 1).reshape(t * len(z), *outs[0].shape[2:]).clamp(-1, 1)
 
     # ------------------------------------------------------------------ learning
 

@@ -8,7 +8,13 @@ For a source 3x3 kernel W of shape [Co, Ci, k, k] (METHOD.md section 3)::
     b_task    = b + dbias                (dbias: [Co])
 
 with gamma = sigma, beta = mu, dbias = 0 at the start, so a new task begins exactly at the
-source. The first Linear (W: [out, in]) is normalised over its input dimension, with gamma,
+source.
+
+Several tasks at once: when the task tensors carry a leading task dimension T (as given by
+``torch.func.functional_call`` with stacked task states), the layer reads its input batch as
+sample-major, row ``i * T + t`` holding task t's copy of sample i, and applies every task's
+kernel in one grouped convolution (one batched matmul for the Linear). In that order the
+grouped convolution needs no copy: [n * T, C, H, W] is viewed as [n, T * C, H, W]. The first Linear (W: [out, in]) is normalised over its input dimension, with gamma,
 beta of length ``out``. With ``normalise=False`` the kernel is stored as is and gamma = 1,
 beta = 0 at the start: the same starting function, as the authors' discriminator uses.
 """
@@ -55,12 +61,19 @@ class ModulatedConv2d(nn.Module):
         self.dbias.zero_()
 
     def kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
-        w = self.gamma[..., None, None] * self.weight_n + self.beta[..., None, None]  # [Co, Ci, k, k]
-        return w, self.bias_src + self.dbias
+        w = self.gamma[..., None, None] * self.weight_n + self.beta[..., None, None]  # [(T,) Co, Ci, k, k]
+        return w, self.bias_src + self.dbias  # [(T,) Co]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = self.kernel()
-        return F.conv2d(x, w, b, padding=self.padding)
+        if w.dim() == 4:
+            return F.conv2d(x, w, b, padding=self.padding)
+        t, co, ci, k, _ = w.shape
+        nt, _, h, wd = x.shape
+        assert nt % t == 0, "the batch must hold every task's copy of each sample"
+        g = x.reshape(nt // t, t * ci, h, wd)  # [n, T*Ci, H, W], a view
+        y = F.conv2d(g, w.reshape(t * co, ci, k, k), b.reshape(t * co), padding=self.padding, groups=t)
+        return y.reshape(nt, co, *y.shape[2:])  # [n*T, Co, H, W], a view
 
 
 class ModulatedLinear(nn.Module):
@@ -84,11 +97,16 @@ class ModulatedLinear(nn.Module):
         self.dbias.zero_()
 
     def kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.gamma[:, None] * self.weight_n + self.beta[:, None], self.bias_src + self.dbias
+        w = self.gamma[..., None] * self.weight_n + self.beta[..., None]  # [(T,) out, in]
+        return w, self.bias_src + self.dbias  # [(T,) out]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = self.kernel()
-        return F.linear(x, w, b)
+        if w.dim() == 2:
+            return F.linear(x, w, b)
+        t = w.shape[0]
+        xs = x.reshape(x.shape[0] // t, t, x.shape[1])  # [n, T, in]
+        return (torch.einsum("nti,toi->nto", xs, w) + b).reshape(x.shape[0], -1)  # [n*T, out]
 
 
 MODULATED = (ModulatedConv2d, ModulatedLinear)
