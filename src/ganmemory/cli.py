@@ -138,10 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("others", nargs="+", metavar="OTHER_BANK", help="banks whose tasks are copied")
 
     dm = _add(sub, "demo", "learn mnist, fashion-mnist, emoji from the shipped source; show nothing is forgotten",
-              "example:\n  ganmemory demo                       # about 10 minutes on 2 CPU cores\n"
+              "example:\n  ganmemory demo                       # about 6 minutes on 2 CPU cores\n"
               "  ganmemory demo --iters 100 --out /tmp/demo")
     dm.add_argument("--out", default="ganmemory-demo", metavar="DIR", help="output folder (an earlier demo's is replaced)")
-    dm.add_argument("--iters", type=_positive, default=300, help="iterations per task")
+    dm.add_argument("--iters", type=_positive, default=500, help="iterations per task")
     dm.add_argument("--source", metavar="FILE", help="source file (default: the shipped openclipart source)")
     dm.add_argument("--seed", type=int, default=0, help="training and sampling seed")
 

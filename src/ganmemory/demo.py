@@ -27,7 +27,7 @@ def _digest(x: torch.Tensor) -> str:
     return hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def run_demo(out: str | os.PathLike, iters: int = 300, source: str | None = None, seed: int = 0,
+def run_demo(out: str | os.PathLike, iters: int = 500, source: str | None = None, seed: int = 0,
              progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Learn mnist -> fashion-mnist -> emoji into a new bank under ``out``; returns the report."""
     out = Path(out)

@@ -1,0 +1,132 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ganmemory.nets import Discriminator, Generator, NetConfig
+from ganmemory.source import Source, default_source_path
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "ganmemory", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def _one_clear_error(proc, needle):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_sample_from_shipped_source_writes_a_grid(tmp_path):
+    out = tmp_path / "grid.png"
+    proc = run("sample", "-n", "16", "--seed", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    from PIL import Image
+    img = Image.open(out)
+    assert img.size[0] > 64 and img.mode == "RGB"
+
+
+def test_shipped_source_is_small_and_verified():
+    path = default_source_path()
+    assert path.stat().st_size <= 15 * 2**20
+    src = Source.load()
+    assert src.cfg.resolution == 32
+    a, b = src.sample(4, seed=7), src.sample(4, seed=7)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["pretrain", "--data", "nope", "--out", "x"], "unknown dataset 'nope'"),
+    (["pretrain", "--data", "./missing_dir", "--out", "x"], "data folder './missing_dir' does not exist"),
+    (["sample", "--source", "missing.safetensors", "--out", "g.png"], "file 'missing.safetensors' does not exist"),
+    (["data", "fetch", "cifar"], "unknown built-in dataset 'cifar'"),
+    (["import-gan-stability", "missing.pt", "--out", "s.safetensors"], "checkpoint 'missing.pt' does not exist"),
+])
+def test_bad_input_is_one_line_no_traceback(tmp_path, args, needle):
+    _one_clear_error(run(*args, cwd=tmp_path), needle)
+
+
+def test_corrupted_source_file_is_named(tmp_path):
+    bad = tmp_path / "src.safetensors"
+    bad.write_bytes(b"garbage" * 10)
+    _one_clear_error(run("sample", "--source", str(bad), "--out", "g.png", cwd=tmp_path), str(bad))
+
+
+def test_import_gan_stability_checkpoint(tmp_path):
+    cfg = NetConfig(resolution=64, nf=2, z_dim=256, embed_dim=1, nlabels=1, output="tanh")
+    G, G_ema, D = Generator(cfg), Generator(cfg), Discriminator(cfg)
+    ckpt = {"generator": {f"module.{k}": v for k, v in G.state_dict().items()},
+            "generator_test": {f"module.{k}": v for k, v in G_ema.state_dict().items()},
+            "discriminator": {f"module.{k}": v for k, v in D.state_dict().items()},
+            "it": 42}
+    torch.save(ckpt, tmp_path / "model.pt")
+    proc = run("import-gan-stability", str(tmp_path / "model.pt"), "--out", str(tmp_path / "s.safetensors"))
+    assert proc.returncode == 0, proc.stderr
+    src = Source.load(tmp_path / "s.safetensors")
+    assert src.cfg == cfg
+    for k, v in G_ema.state_dict().items():  # the EMA generator is preferred
+        assert torch.equal(src.G.state_dict()[k], v)
+    for k, v in D.state_dict().items():
+        assert torch.equal(src.D.state_dict()[k], v)
+    z = torch.randn(2, 256)
+    assert torch.equal(src.G(z), G_ema(z))
+
+
+def test_import_rejects_a_non_resnet4_checkpoint(tmp_path):
+    torch.save({"generator": {"w": torch.zeros(1)}, "discriminator": {}}, tmp_path / "m.pt")
+    _one_clear_error(run("import-gan-stability", "m.pt", "--out", "s.safetensors", cwd=tmp_path),
+                     "not a GP-GAN resnet4 generator")
+
+
+def test_help_shows_examples():
+    proc = run("pretrain", "--help")
+    assert proc.returncode == 0 and "examples:" in proc.stdout and "--r1" in proc.stdout
+
+
+@pytest.fixture
+def cli_bank(tmp_path, tiny_source, image_folder):
+    bank = tmp_path / "bank"
+    assert run("init", "--source", str(tiny_source), "--out", str(bank)).returncode == 0
+    proc = run("learn", "--memory", str(bank), "--task", "a", "--data", image_folder["a"], "--iters", "2",
+               "--batch", "4", "--sample-every", "0")
+    assert proc.returncode == 0, proc.stderr
+    return bank
+
+
+def test_bank_commands_end_to_end(tmp_path, cli_bank, image_folder):
+    bank = cli_bank
+    proc = run("learn", "--memory", str(bank), "--task", "b", "--data", image_folder["b"], "--iters", "2",
+               "--batch", "4", "--sample-every", "0")
+    assert proc.returncode == 0, proc.stderr
+    out = run("list", "--memory", str(bank)).stdout
+    assert "a " in out and "b " in out and "% of G" in out
+    assert run("sample", "--memory", str(bank), "--task", "a", "-n", "4", "--out", str(tmp_path / "a.png")).returncode == 0
+    assert (tmp_path / "a.png").exists()
+    assert run("interpolate", "--memory", str(bank), "--from", "a", "--to", "b", "--steps", "3",
+               "--out", str(tmp_path / "s.png")).returncode == 0
+    assert run("remove", "--memory", str(bank), "--task", "b").returncode == 0
+    assert "b " not in run("list", "--memory", str(bank)).stdout.split("-\n", 1)[1]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["sample", "--memory", "{bank}", "--task", "nope", "--out", "x.png"], "unknown task 'nope'"),
+    (["learn", "--memory", "{bank}", "--task", "a", "--data", "{data}"], "task 'a' already exists"),
+    (["learn", "--memory", "{bank}", "--task", "bad/name", "--data", "{data}"], "task name 'bad/name' is not allowed"),
+    (["learn", "--memory", "{bank}", "--task", "c", "--data", "{data}", "--resume"], "has no unfinished learn"),
+    (["list", "--memory", "not_a_bank"], "'not_a_bank' is not a memory bank"),
+    (["init", "--out", "{bank}"], "is already a memory bank"),
+])
+def test_bank_errors_are_one_line(tmp_path, cli_bank, image_folder, args, needle):
+    args = [a.format(bank=cli_bank, data=image_folder["b"]) for a in args]
+    _one_clear_error(run(*args, cwd=tmp_path), needle)
+
+
+@pytest.mark.slow
+def test_list_shows_the_task_cost_at_256px_nf64(tmp_path):
+    cfg = NetConfig(resolution=256, nf=64, output="tanh")
+    Source(cfg, Generator(cfg), Discriminator(cfg)).save(tmp_path / "s.safetensors", dtype=torch.float16)
+    assert run("init", "--source", str(tmp_path / "s.safetensors"), "--out", str(tmp_path / "b")).returncode == 0
+    out = run("list", "--memory", str(tmp_path / "b")).stdout
+    assert "generator 52,161,732 parameters; each task trains 10,549,248 of them (20.2 % of G)" in out
