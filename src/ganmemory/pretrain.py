@@ -50,7 +50,7 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
     data = load_data(data_spec, net.resolution)
     if dedupe:
         data = data.deduplicated()
-    if data.note and progress:
+    if data.note and progress and dist.is_writer:
         print(f"note: {data.note}")
     if net.nlabels > 1 and train.conditional and data.labels.max() >= net.nlabels:
         raise GanMemoryError(f"data '{data_spec}' has {len(data.classes)} classes but the network "
