@@ -26,14 +26,12 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ganmemory.data import load_data
-from ganmemory.evaluate import Scorer
+from ganmemory.evaluate import Scorer, real_floor
 from ganmemory.memory import MemoryBank
-from ganmemory.metrics import frechet_distance, statistics
-from ganmemory.metrics.features import build_extractor, extract_features
+from ganmemory.metrics.features import build_extractor
 from ganmemory.nets import Discriminator, Generator
 from ganmemory.plots import plot_curves
 from ganmemory.source import Source
@@ -62,14 +60,6 @@ def train_plain(G, D, spec, cfg, every, out, scorer, z_dim, trainer=None):
     return history, trainer
 
 
-def floor(spec, res, n, extractor):
-    data = load_data(spec, res)
-    order = np.random.default_rng(1).permutation(len(data))
-    a, b = data.images[order[:n]], data.images[order[n:2 * n]]
-    fa, fb = extract_features(a, extractor), extract_features(b, extractor)
-    return frechet_distance(*statistics(fa), *statistics(fb))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iters", type=int, default=2000)
@@ -89,7 +79,7 @@ def main() -> None:
     results = {"config": vars(a), "machine": f"{platform.machine()} {torch.get_num_threads()} threads, "
                f"torch {torch.__version__}", "date": time.strftime("%Y-%m-%d"), "curves": {}, "params": {}}
     extractor = build_extractor("el0")
-    results["floor"] = {t: floor(t, res, a.n, extractor) for t in TASKS}
+    results["floor"] = {t: real_floor(t, res, a.n, extractor, seed=1) for t in TASKS}
     print("floor:", results["floor"], flush=True)
     n_g = sum(p.numel() for p in src.G.parameters())
 

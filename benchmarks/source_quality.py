@@ -10,11 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-
-from ganmemory.data import load_data
-from ganmemory.evaluate import Scorer
-from ganmemory.metrics import extract_features, frechet_distance, statistics
+from ganmemory.evaluate import Scorer, real_floor
 from ganmemory.source import Source
 
 
@@ -27,11 +23,7 @@ def main() -> None:
     src = Source.load(a.source)
     scorer = Scorer(a.data, src.cfg.resolution, "fd-el0", a.n)
     res = scorer.score(lambda z: src.G(z).clamp(-1, 1), src.cfg.z_dim, seed=0)
-    data = load_data(a.data, src.cfg.resolution)
-    order = np.random.default_rng(7).permutation(len(data))
-    fa = extract_features(data.images[order[:a.n]], scorer.extractor)
-    fb = extract_features(data.images[order[a.n:2 * a.n]], scorer.extractor)
-    floor = frechet_distance(*statistics(fa), *statistics(fb))
+    floor = real_floor(a.data, src.cfg.resolution, a.n, scorer.extractor)
     print(json.dumps({"source_vs_data_fd_el0": round(res["value"], 2), "floor_real_vs_real_fd_el0": round(floor, 2),
                       "n": a.n, "data": a.data, "feature_network": res["feature_network"]}))
 

@@ -8,7 +8,6 @@ feature network; an EfficientNet-Lite0 score is never called FID.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -62,6 +61,21 @@ class Scorer:
             value, extra = frechet_distance(mu, sigma, self.real.mu, self.real.sigma), {}
         return {"metric": self.metric, "value": float(value), "n_generated": self.n, "n_real": self.n,
                 "feature_network": EXTRACTORS[self.extractor_name].description, **extra}
+
+
+def real_floor(data_spec: str, resolution: int, n: int, extractor: FeatureNet, seed: int = 7) -> float:
+    """The Fréchet distance between two disjoint random samples of ``n`` real images: the best a
+    generator can hope to score with ``n`` images."""
+    import numpy as np
+
+    from .data import load_data
+    data = load_data(data_spec, resolution)
+    if 2 * n > len(data):
+        raise GanMemoryError(f"data '{data_spec}' has {len(data)} images, fewer than the 2 x {n} the floor needs")
+    order = np.random.default_rng(seed).permutation(len(data))
+    fa = extract_features(data.images[order[:n]], extractor)
+    fb = extract_features(data.images[order[n:2 * n]], extractor)
+    return frechet_distance(*statistics(fa), *statistics(fb))
 
 
 def evaluate_task(bank, task: str, data_spec: str, metric: str = "fd-el0", n: int = 5000, seed: int = 0,

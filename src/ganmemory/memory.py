@@ -34,7 +34,7 @@ from .nets import Discriminator, Generator
 from .source import Source, generate, latents
 from .store import check_complete, load_artifact, prefixed, read_meta, save_artifact, unprefixed
 from .train import GANTrainer, TrainConfig
-from .train.loop import fit, load_checkpoint, save_checkpoint
+from .train.loop import fit, load_checkpoint
 
 BANK_FORMAT, BANK_VERSION = "ganmemory-bank", 1
 TASK_FORMAT, TASK_VERSION = "ganmemory-task", 1
