@@ -128,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="whole: all parameters together; blocks: Linear, then block by block")
     it.add_argument("--out", default="interpolation.png", metavar="PNG", help="strip PNG to write")
 
+    cp = _add(sub, "compress", "store tasks as truncated SVDs of their gamma/beta matrices (smaller files)",
+              "examples:\n  ganmemory compress --memory bank/ --out bank_small/ --energy 0.9 --dtype fp16\n"
+              "  ganmemory compress --memory bank/ --in-place --task digits --energy 0.95 --no-eval\n"
+              "Compressed tasks sample, interpolate and replay as before but can no longer be resumed.")
+    cp.add_argument("--memory", required=True, metavar="BANK", help="bank whose tasks are compressed")
+    where = cp.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", metavar="NEW_BANK", help="write the compressed tasks into a new bank (keeps the original)")
+    where.add_argument("--in-place", action="store_true", help="replace the tasks in BANK")
+    cp.add_argument("--task", action="append", metavar="NAME", help="task to compress (repeatable; default all)")
+    cp.add_argument("--energy", type=float, default=0.9, help="fraction of sum(s^2) each matrix keeps")
+    cp.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32", help="stored precision")
+    cp.add_argument("--eval-n", type=_positive, default=1000, help="images per FD-EL0 score, before and after")
+    cp.add_argument("--no-eval", action="store_true", help="skip the FD-EL0 scores")
+
     rm = _add(sub, "remove", "delete a task from a bank", "example:\n  ganmemory remove --memory bank/ --task digits")
     rm.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
     rm.add_argument("--task", required=True, metavar="NAME", help="task to delete")
@@ -307,6 +321,39 @@ def cmd_interpolate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compress(a: argparse.Namespace) -> int:
+    import torch
+    from .evaluate import evaluate_task
+    from .memory import MemoryBank
+    bank = MemoryBank(a.memory)
+    names = a.task or bank.tasks()
+    for name in names:
+        bank.task_meta(name)  # unknown tasks fail here, before anything is written
+    scores = {}
+    if not a.no_eval:
+        for name in names:
+            print(f"scoring '{name}' before compression ({a.eval_n} images)...", flush=True)
+            scores[name] = evaluate_task(bank, name, bank.task_meta(name)["data"], n=a.eval_n)["value"]
+    out = MemoryBank.create(a.out, bank.root / "source.safetensors") if a.out else None
+    rows = bank.compress(names, a.energy, torch.float16 if a.dtype == "fp16" else torch.float32, out)
+    target = out or bank
+    after = {}
+    if not a.no_eval:
+        for r in rows:
+            print(f"scoring '{r['task']}' after compression...", flush=True)
+            after[r["task"]] = evaluate_task(target, r["task"], target.task_meta(r["task"])["data"], n=a.eval_n)["value"]
+    print(f"{'task':<20} {'parameters':>21} {'% of G':>15} {'bytes':>23} {'FD-EL0':>17}")
+    for r in rows:
+        g = r["generator_parameters"]
+        fd = f"{scores[r['task']]:.2f} -> {after[r['task']]:.2f}" if after else "-"
+        print(f"{r['task']:<20} {r['parameters_before']:>9,} -> {r['parameters_after']:>9,} "
+              f"{100 * r['parameters_before'] / g:>5.1f} -> {100 * r['parameters_after'] / g:>5.1f}% "
+              f"{r['bytes_before']:>10,} -> {r['bytes_after']:>10,} {fd:>17}")
+    print(f"energy {a.energy}, {a.dtype}; FD-EL0 on {a.eval_n} EfficientNet-Lite0 features (not FID); "
+          f"tasks written to {target.root}")
+    return 0
+
+
 def cmd_remove(a: argparse.Namespace) -> int:
     from .memory import MemoryBank
     MemoryBank(a.memory).remove(a.task)
@@ -366,7 +413,7 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"data": cmd_data, "import-gan-stability": cmd_import, "init": cmd_init, "learn": cmd_learn,
-            "list": cmd_list, "evaluate": cmd_evaluate, "interpolate": cmd_interpolate, "remove": cmd_remove, "merge": cmd_merge,
+            "list": cmd_list, "evaluate": cmd_evaluate, "interpolate": cmd_interpolate, "remove": cmd_remove, "compress": cmd_compress, "merge": cmd_merge,
             "demo": cmd_demo, "pretrain": cmd_pretrain, "sample": cmd_sample}
 
 

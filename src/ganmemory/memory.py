@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .atomic import atomic_write_bytes, atomic_write_json
+from .compress import compress_state, expand_state, stored_parameters
 from .data import load_data
 from .distributed import SINGLE, DistContext, barrier
 from .errors import GanMemoryError
@@ -140,6 +141,8 @@ class MemoryBank:
         if meta.get("source_hash") != self.source.file_hash:
             raise GanMemoryError(f"task file '{path}' was learned from source {meta.get('source_hash')}, "
                                  f"not this bank's {self.source.file_hash}")
+        if meta.get("compressed"):  # low-rank factors -> full matrices, transparently
+            tensors = prefixed("G", expand_state(unprefixed("G", tensors)))
         return tensors, meta
 
     def generator_param_count(self) -> tuple[int, int]:
@@ -325,6 +328,37 @@ class MemoryBank:
                           {k: v for k, v in meta.items() if k != "optimizer"})
 
     # ------------------------------------------------------------------ bank operations
+
+    def compress(self, names: Sequence[str] | None, energy: float, dtype: torch.dtype,
+                 out: "MemoryBank | None" = None) -> list[dict[str, Any]]:
+        """Store tasks in low-rank form (``compress.py``), into ``out`` (another bank over the
+        same source) or, when ``out`` is None, in place. Returns one report row per task."""
+        names = list(names) if names else self.tasks()
+        target = out or self
+        if target.source.file_hash != self.source.file_hash:
+            raise GanMemoryError(f"bank '{target.root}' has another source; cannot hold these tasks")
+        n_g = self.generator_param_count()[1]
+        rows = []
+        for name in names:
+            tensors, meta = self.load_task(name)
+            if meta.get("compressed"):
+                raise GanMemoryError(f"task '{name}' is already compressed")
+            before_bytes = self._task_path(name).stat().st_size
+            full = unprefixed("G", tensors)
+            small = compress_state(full, energy, dtype)
+            new_meta = {k: v for k, v in meta.items() if k != "optimizer"}
+            new_meta.update({"compressed": {"energy": energy, "dtype": str(dtype).replace("torch.", ""),
+                                            "parameters_before": stored_parameters(full)},
+                             "task_parameters": stored_parameters(small)})
+            path = target._task_path(name)
+            if out is not None and path.exists():
+                raise GanMemoryError(f"task '{name}' already exists in bank '{target.root}'")
+            save_artifact(path, prefixed("G", small), new_meta)
+            atomic_write_json(path.with_suffix(".json"), new_meta)
+            rows.append({"task": name, "parameters_before": stored_parameters(full),
+                         "parameters_after": stored_parameters(small), "generator_parameters": n_g,
+                         "bytes_before": before_bytes, "bytes_after": path.stat().st_size})
+        return rows
 
     def remove(self, name: str) -> None:
         path = self._require(name)
