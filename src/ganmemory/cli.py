@@ -329,11 +329,14 @@ def cmd_compress(a: argparse.Namespace) -> int:
     names = a.task or bank.tasks()
     for name in names:
         bank.task_meta(name)  # unknown tasks fail here, before anything is written
-    scores = {}
+    scores, scorers = {}, {}
     if not a.no_eval:
+        from .evaluate import Scorer
         for name in names:
             print(f"scoring '{name}' before compression ({a.eval_n} images)...", flush=True)
-            scores[name] = evaluate_task(bank, name, bank.task_meta(name)["data"], n=a.eval_n)["value"]
+            spec = bank.task_meta(name)["data"]
+            scorers[name] = Scorer(spec, bank.cfg.resolution, "fd-el0", a.eval_n)
+            scores[name] = evaluate_task(bank, name, spec, scorer=scorers[name])["value"]
     out = MemoryBank.create(a.out, bank.root / "source.safetensors") if a.out else None
     rows = bank.compress(names, a.energy, torch.float16 if a.dtype == "fp16" else torch.float32, out)
     target = out or bank
@@ -341,7 +344,8 @@ def cmd_compress(a: argparse.Namespace) -> int:
     if not a.no_eval:
         for r in rows:
             print(f"scoring '{r['task']}' after compression...", flush=True)
-            after[r["task"]] = evaluate_task(target, r["task"], target.task_meta(r["task"])["data"], n=a.eval_n)["value"]
+            after[r["task"]] = evaluate_task(target, r["task"], target.task_meta(r["task"])["data"],
+                                             scorer=scorers[r["task"]])["value"]
     print(f"{'task':<20} {'parameters':>21} {'% of G':>15} {'bytes':>23} {'FD-EL0':>17}")
     for r in rows:
         g = r["generator_parameters"]

@@ -79,9 +79,10 @@ def real_floor(data_spec: str, resolution: int, n: int, extractor: FeatureNet, s
 
 
 def evaluate_task(bank, task: str, data_spec: str, metric: str = "fd-el0", n: int = 5000, seed: int = 0,
-                  inception_weights: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Score a bank's task against ``data_spec``."""
+                  inception_weights: str | os.PathLike | None = None, scorer: Scorer | None = None
+                  ) -> dict[str, Any]:
+    """Score a bank's task against ``data_spec``; pass ``scorer`` to reuse a loaded one."""
     G = bank.task_generator(task)
-    scorer = Scorer(data_spec, bank.cfg.resolution, metric, n, inception_weights)
+    scorer = scorer or Scorer(data_spec, bank.cfg.resolution, metric, n, inception_weights)
     out = scorer.score(lambda z: G(z).clamp(-1, 1), bank.cfg.z_dim, seed)
     return {"task": task, "data": data_spec, **out}
