@@ -40,12 +40,13 @@ class Scorer:
         self.inception_weights = inception_weights
         self.extractor: FeatureNet = build_extractor(self.extractor_name, inception_weights=inception_weights)
         from .data import load_data
-        available = len(load_data(data_spec, resolution))
-        self.n = min(n, available)
+        data = load_data(data_spec, resolution)
+        self.n = min(n, len(data))
         if self.n < 2:
             raise GanMemoryError(f"data '{data_spec}' has too few images to score against")
         self.real = real_statistics(data_spec, resolution, self.extractor_name, self.n,
-                                    cache_dir or cache_root() / "stats", inception_weights=inception_weights)
+                                    cache_dir or cache_root() / "stats", inception_weights=inception_weights,
+                                    data=data)
 
     @torch.no_grad()
     def score(self, sample: Callable[[torch.Tensor], torch.Tensor], z_dim: int, seed: int = 0,

@@ -177,8 +177,9 @@ def _key_hash(key: dict[str, Any]) -> str:
 def real_statistics(spec: str, resolution: int, extractor_name: str, n: int,
                     cache_dir: str | os.PathLike, seed: int = 0, batch_size: int = 32,
                     inception_weights: str | os.PathLike | None = None,
-                    device: str | torch.device = "cpu") -> RealStatistics:
+                    device: str | torch.device = "cpu", data: Any = None) -> RealStatistics:
     """Statistics of ``n`` real images of data spec ``spec`` at ``resolution`` px, cached.
+    ``data`` is the already loaded ImageSet of ``spec``, if the caller has it.
 
     The images are the first ``n`` after a permutation seeded by ``seed``. The cache file
     ``<cache_dir>/real-<hash>.safetensors`` holds mu, sigma and the features, with the key in
@@ -190,7 +191,7 @@ def real_statistics(spec: str, resolution: int, extractor_name: str, n: int,
 
     if extractor_name not in EXTRACTORS:
         raise GanMemoryError(f"unknown feature network '{extractor_name}'; known: {', '.join(EXTRACTORS)}")
-    data = load_data(spec, resolution)
+    data = data if data is not None else load_data(spec, resolution)
     if n < 2 or n > len(data):
         raise GanMemoryError(f"real statistics need 2 <= n <= {len(data)} (the images in data spec "
                              f"'{data.spec}' at {resolution} px), got n = {n}")
