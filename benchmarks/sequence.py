@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from ganmemory.atomic import atomic_write_json
 from ganmemory.data import load_data
 from ganmemory.evaluate import Scorer, real_floor
 from ganmemory.memory import MemoryBank
@@ -62,7 +63,7 @@ def train_plain(G, D, spec, cfg, every, out, scorer, z_dim, trainer=None):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--iters", type=int, default=2000)
+    p.add_argument("--iters", type=int, default=1500)
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--n", type=int, default=1000, help="generated and real images per score")
     p.add_argument("--out", default="runs/sequence")
@@ -82,6 +83,12 @@ def main() -> None:
     results["floor"] = {t: real_floor(t, res, a.n, extractor, seed=1) for t in TASKS}
     print("floor:", results["floor"], flush=True)
     n_g = sum(p.numel() for p in src.G.parameters())
+
+    def checkpoint() -> None:
+        """Partial results survive a crash late in a two-hour run."""
+        atomic_write_json(out / "results.json", results)
+
+    checkpoint()
 
     if "gan-memory" in a.methods:
         bank = MemoryBank(out / "bank") if (out / "bank" / "bank.json").exists() else \
@@ -105,6 +112,7 @@ def main() -> None:
                 D.load_state_dict(src.D.state_dict())
             hist, _ = train_plain(G, D, t, cfg, a.eval_every, out / method / t, scorers[t], zd)
             results["curves"][f"{method}/{t}"] = hist
+            checkpoint()
         results["params"][method] = n_g
 
     if "sequential" in a.methods:
@@ -115,6 +123,7 @@ def main() -> None:
         for i, t in enumerate(TASKS):
             hist, trainer = train_plain(G, D, t, cfg, a.eval_every, out / "sequential" / t, scorers[t], zd, trainer)
             results["curves"][f"sequential/{t}"] = hist
+            checkpoint()
             G_ema = copy.deepcopy(trainer.G_ema).eval()
             for old in TASKS[: i + 1]:
                 v = scorers[old].score(lambda z: G_ema(z).clamp(-1, 1), zd)["value"]
@@ -123,7 +132,7 @@ def main() -> None:
         results["params"]["sequential"] = n_g
 
     results["seconds"] = round(time.perf_counter() - t_all)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    checkpoint()
     iters = sorted({it for c in results["curves"].values() for it, _ in c})
     lines = ["| method / task | " + " | ".join(f"{it}" for it in iters) + " | stored per task |",
              "|---|" + "---|" * (len(iters) + 1)]
