@@ -79,3 +79,42 @@ def test_compress_vectors_stay_whole():
     assert "fc.gamma" in small and "resnet_0_0.conv_0.dbias" in small
     assert "resnet_0_0.conv_0.gamma" not in small
     assert expand_state(small)["resnet_0_0.conv_0.gamma"].shape == (32, 32)
+
+
+def test_shared_bases_grow_only_when_needed(tmp_path, tiny_source, image_folder):
+    src = MemoryBank.create(tmp_path / "bank", tiny_source)
+    for name, folder, seed in (("a", "a", 0), ("twin", "a", 0), ("b", "b", 1)):
+        src.learn(name, image_folder[folder], TrainConfig(**FAST, seed=seed), progress=False, log=lambda _m: None)
+    assert all(torch.equal(v, src.load_task("twin")[0][k]) for k, v in src.load_task("a")[0].items())
+    out = MemoryBank.create(tmp_path / "shared", tiny_source)
+    first = src.compress(["a"], 0.9, torch.float32, out, shared=True)
+    bases = out.shared_bases()
+    assert out.task_meta("a")["compressed"]["basis_parameters_added"] > 0
+    a_samples = out.sample("a", 6, seed=2)
+    twin = src.compress(["twin"], 0.9, torch.float32, out, shared=True)[0]
+    assert out.task_meta("twin")["compressed"]["basis_parameters_added"] == 0  # an identical task adds no columns
+    assert {k: v.shape for k, v in out.shared_bases().items()} == {k: v.shape for k, v in bases.items()}
+    assert all(torch.equal(v, out.shared_bases()[k]) for k, v in bases.items())
+    assert twin["parameters_after"] < first[0]["parameters_after"]
+    src.compress(["b"], 1.0, torch.float32, out, shared=True)  # kept exactly: needs columns a's did not
+    assert out.task_meta("b")["compressed"]["basis_parameters_added"] > 0
+    assert torch.equal(MemoryBank(out.root).sample("a", 6, seed=2), a_samples)  # earlier tasks' prefixes stay valid
+
+
+def test_shared_energy_one_reproduces_every_task(tmp_path, bank, tiny_source):
+    out = MemoryBank.create(tmp_path / "shared", tiny_source)
+    bank.compress(None, 1.0, torch.float32, out, shared=True)
+    again = MemoryBank(out.root)
+    for t in ("a", "b"):
+        assert again.task_meta(t)["compressed"]["mode"] == "shared"
+        assert (again.sample(t, 6, seed=4) - bank.sample(t, 6, seed=4)).abs().max() <= 1e-4
+
+
+def test_merge_refuses_tasks_over_shared_bases(tmp_path, bank, tiny_source):
+    from ganmemory.errors import GanMemoryError
+    out = MemoryBank.create(tmp_path / "shared", tiny_source)
+    bank.compress(["a"], 0.9, torch.float32, out, shared=True)
+    other = MemoryBank.create(tmp_path / "other", tiny_source)
+    with pytest.raises(GanMemoryError, match="shared bases"):
+        other.merge([out.root])
+    assert other.tasks() == []

@@ -239,3 +239,60 @@ def test_interrupted_learn_resumes_exactly(tmp_path, tiny_source, image_folder):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert not (bank.root / "work").exists()
+
+
+@pytest.fixture
+def class_folder(tmp_path):
+    """One folder with two class sub-folders of 16x16 images: 'dark' and 'light'."""
+    import numpy as np
+    from PIL import Image
+    root = tmp_path / "two_classes"
+    rng = np.random.default_rng(0)
+    for name, lo in (("dark", 0), ("light", 160)):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(lo, lo + 96, (16, 16, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    return str(root)
+
+
+def test_conditional_task_starts_at_the_source_for_every_class(tiny_source):
+    src = Source.load(tiny_source)
+    G = Generator(src.cfg, modulated=True, n_classes=3)
+    G.load_source(src.G.state_dict())
+    D = Discriminator(src.cfg, modulated=True, n_classes=3)
+    D.load_source(src.D.state_dict())
+    z, x = latents(6, src.cfg.z_dim, 0), torch.randn(6, 3, 16, 16)
+    y = torch.tensor([0, 1, 2, 2, 1, 0])
+    assert (G(z, y) - src.G(z)).abs().max() <= 1e-5
+    assert (D(x, y) - src.D(x)).abs().max() <= 1e-5
+    assert "class_bias.weight" in dict(G.named_task_parameters())
+    assert dict(D.named_task_parameters())["fc.weight"].shape[0] == 3
+
+
+def test_conditional_sample_returns_the_class_asked_for(bank, class_folder):
+    meta = bank.learn("dl", class_folder, TrainConfig(**FAST, conditional=True), progress=False, log=quiet)
+    assert meta["n_classes"] == 2 and meta["classes"] == ["dark", "light"]
+    G = bank.task_generator("dl")
+    assert G.class_bias.weight.abs().max() > 0  # the class bias was trained
+    z = latents(5, bank.cfg.z_dim, 4)
+    for k, c in enumerate(("dark", "light")):
+        x = bank.sample("dl", 5, seed=4, classes=[c])
+        assert x.shape == (5, 3, 16, 16)
+        assert torch.equal(x, G(z, torch.full((5,), k)).clamp(-1, 1))
+    both = bank.sample("dl", 5, seed=4, classes=["dark", "light"])
+    assert not torch.equal(both[:5], both[5:])  # the class changes the image
+    with pytest.raises(GanMemoryError, match="no class 'cat'.*dark, light"):
+        bank.sample("dl", 2, classes=["cat"])
+
+
+def test_conditional_pairs_batched_over_tasks_and_classes(bank, class_folder, image_folder):
+    bank.learn("dl", class_folder, TrainConfig(**FAST, conditional=True), progress=False, log=quiet)
+    bank.learn("dl2", class_folder, TrainConfig(**FAST, conditional=True, seed=3), progress=False, log=quiet)
+    bank.learn("plain", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
+    pairs = [("dl", "light"), ("dl2", "dark"), ("dl", "dark")]
+    x = bank.sample_pairs(pairs, 3, seed=1)
+    assert x.shape == (9, 3, 16, 16)
+    for i, (t, c) in enumerate(pairs):
+        assert (x[3 * i:3 * (i + 1)] - bank.sample(t, 3, seed=1, classes=[c])).abs().max() <= 1e-6
+    with pytest.raises(GanMemoryError, match="'plain' is not class-conditional"):
+        bank.sample_pairs([("plain", "x")], 2)

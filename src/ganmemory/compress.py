@@ -6,6 +6,12 @@ whose singular values hold ``energy`` of sum(s^2). A matrix is kept whole when t
 would not be smaller, and vectors (biases, the Linear's gamma / beta) are always kept whole.
 A compressed task stores only what sampling needs (the EMA generator's parameters), so it can
 be sampled, interpolated and replayed but not resumed.
+
+Shared bases (``compress_shared``): tasks, one after another, grow orthonormal bases U, V per
+matrix that the whole bank shares; a task adds the residual's leading singular vectors only
+until the bases hold ``energy`` of its matrix (an already explained task adds none) and keeps
+the core U^T M V. This is the paper's accumulation done after the fact; training in the bases
+(``learn --lowrank``, diagonal cores with a singular-value penalty) is not built yet.
 """
 
 from __future__ import annotations
@@ -58,3 +64,96 @@ def expand_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def stored_parameters(state: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() for t in state.values())
+
+
+# ---------------------------------------------------------------------------- shared bases
+
+CORE_SUFFIX = ".core"
+
+
+def _projection_error(m: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> float:
+    """||M - U U^T M V V^T||^2 for orthonormal U, V: ||M||^2 - ||U^T M V||^2."""
+    return float((m ** 2).sum() - ((u.T @ m @ v) ** 2).sum())
+
+
+def _append_orthonormal(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """[U, W'] where W' is an orthonormal basis of the part of W orthogonal to U (Gram-Schmidt
+    twice, then QR; directions already in U are dropped). The columns of U stay exactly as they
+    are, so every earlier task's prefix stays valid."""
+    scale = float(w.norm()) or 1.0
+    for _ in range(2):
+        w = w - u @ (u.T @ w)
+    q, r = torch.linalg.qr(w)
+    keep = r.diagonal().abs() > 1e-9 * scale
+    return torch.cat([u, q[:, keep][:, : u.shape[0] - u.shape[1]]], 1)
+
+
+def extend_bases(m: torch.Tensor, u: torch.Tensor, v: torch.Tensor, energy: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Grow orthonormal bases U [Co, Ku], V [Ci, Kv] until U U^T M V V^T keeps ``energy`` of
+    ||M||^2 (METHOD.md section 4, after the fact): the residual's leading singular vectors are
+    appended one pair at a time (a direction already spanned is skipped, so Ku and Kv may
+    differ). Returns (U', V', parameters of the columns added); a matrix the bases already
+    explain adds none."""
+    if not 0 < energy <= 1:
+        raise GanMemoryError(f"--energy must be in (0, 1], got {energy}")
+    m = m.double()
+    target = (1 - energy) * float((m ** 2).sum()) + 1e-12 * float((m ** 2).sum())
+    if u.shape[1] and _projection_error(m, u, v) <= target:
+        return u, v, 0
+    r_mat = m - u @ (u.T @ m @ v) @ v.T
+    a, _, bh = torch.linalg.svd(r_mat, full_matrices=False)
+    for r in range(1, a.shape[1] + 1):
+        u2, v2 = _append_orthonormal(u, a[:, :r]), _append_orthonormal(v, bh[:r].T)
+        if _projection_error(m, u2, v2) <= target:
+            break
+    added = (u2.shape[1] - u.shape[1]) * u.shape[0] + (v2.shape[1] - v.shape[1]) * v.shape[0]
+    return u2, v2, added
+
+
+def compress_shared(state: dict[str, torch.Tensor], bases: dict[str, torch.Tensor], energy: float,
+                    dtype: torch.dtype = torch.float32) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int]:
+    """A task state over bases shared with earlier tasks.
+
+    ``bases`` maps ``NAME.basis_u`` / ``NAME.basis_v`` to float64 orthonormal columns and is
+    returned grown. Each gamma / beta matrix M becomes a core C = U^T M V ([Ku, Kv], the
+    columns after this task; a full core because the task was not trained in these bases),
+    stored as ``NAME.core``; M is kept whole where the core would not be smaller. Returns
+    (task state, new bases, parameters of the columns this task added).
+    """
+    bases = dict(bases)
+    out, added_params = {}, 0
+    for name, t in state.items():
+        if not (t.dim() == 2 and name.endswith((".gamma", ".beta"))):
+            out[name] = t.to(dtype)
+            continue
+        m = t.double()
+        u = bases.get(name + ".basis_u", torch.zeros(m.shape[0], 0, dtype=torch.float64))
+        v = bases.get(name + ".basis_v", torch.zeros(m.shape[1], 0, dtype=torch.float64))
+        u, v, added = extend_bases(m, u, v, energy)
+        bases[name + ".basis_u"], bases[name + ".basis_v"] = u, v
+        added_params += added
+        if u.shape[1] * v.shape[1] < m.numel():
+            out[name + CORE_SUFFIX] = (u.T @ m @ v).to(dtype)  # [Ku, Kv]
+        else:
+            out[name] = t.to(dtype)
+    return out, bases, added_params
+
+
+def expand_shared(state: dict[str, torch.Tensor], bases: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of ``compress_shared`` up to the truncation: full float32 tensors."""
+    out = {}
+    for name, t in state.items():
+        if not name.endswith(CORE_SUFFIX):
+            out[name] = t.float()
+            continue
+        base = name[: -len(CORE_SUFFIX)]
+        ku, kv = t.shape
+        try:
+            u, v = bases[base + ".basis_u"][:, :ku], bases[base + ".basis_v"][:, :kv]
+        except KeyError:
+            raise GanMemoryError(f"the shared bases have no columns for '{base}'") from None
+        if u.shape[1] < ku or v.shape[1] < kv:
+            raise GanMemoryError(f"the shared bases hold too few columns for '{base}' (the task needs {ku} and {kv})")
+        out[base] = (u @ t.double() @ v.T).float()
+    return out

@@ -84,6 +84,11 @@ def evaluate_task(bank, task: str, data_spec: str, metric: str = "fd-el0", n: in
                   ) -> dict[str, Any]:
     """Score a bank's task against ``data_spec``; pass ``scorer`` to reuse a loaded one."""
     G = bank.task_generator(task)
+    n_classes = int(bank.task_meta(task).get("n_classes", 0))
     scorer = scorer or Scorer(data_spec, bank.cfg.resolution, metric, n, inception_weights)
-    out = scorer.score(lambda z: G(z).clamp(-1, 1), bank.cfg.z_dim, seed)
+
+    def sample(z: torch.Tensor) -> torch.Tensor:  # a conditional task: its classes in turn
+        return G(z, torch.arange(len(z)) % n_classes if n_classes else None).clamp(-1, 1)
+
+    out = scorer.score(sample, bank.cfg.z_dim, seed)
     return {"task": task, "data": data_spec, **out}

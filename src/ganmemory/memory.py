@@ -7,6 +7,8 @@ On disk::
     BANK/tasks/NAME.safetensors    task parameters: G (EMA, used to sample), G_train, D, optimizers;
                                    the header holds the task's metadata (the authoritative copy)
     BANK/tasks/NAME.json           the same metadata, for people and tools
+    BANK/bases.safetensors         orthonormal bases shared by tasks compressed with ``shared``;
+                                   they only ever grow, so every task's column prefix stays valid
     BANK/work/NAME/                an unfinished ``learn``: checkpoint, log, samples
 
 Every file is written atomically, and a task file appears only when its training has ended,
@@ -27,7 +29,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .atomic import atomic_write_bytes, atomic_write_json
-from .compress import compress_state, expand_state, stored_parameters
+from .compress import compress_shared, compress_state, expand_shared, expand_state, stored_parameters
 from .data import load_data
 from .distributed import SINGLE, DistContext, barrier
 from .errors import GanMemoryError
@@ -38,6 +40,7 @@ from .train import GANTrainer, TrainConfig
 from .train.loop import fit, load_checkpoint
 
 BANK_FORMAT, BANK_VERSION = "ganmemory-bank", 1
+BASES_FORMAT = "ganmemory-bases"
 TASK_FORMAT, TASK_VERSION = "ganmemory-task", 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
@@ -78,7 +81,7 @@ class MemoryBank:
             raise GanMemoryError(f"bank '{self.root}': its source.safetensors (hash {self.source.file_hash}) "
                                  f"is not the source the bank was built on ({self.info.get('source_hash')})")
         self.cfg = self.source.cfg
-        self._sampler: Generator | None = None
+        self._samplers: dict[int, Generator] = {}  # by number of classes (0: unconditional)
 
     # ------------------------------------------------------------------ creation and listing
 
@@ -141,49 +144,106 @@ class MemoryBank:
         if meta.get("source_hash") != self.source.file_hash:
             raise GanMemoryError(f"task file '{path}' was learned from source {meta.get('source_hash')}, "
                                  f"not this bank's {self.source.file_hash}")
-        if meta.get("compressed"):  # low-rank factors -> full matrices, transparently
+        if meta.get("compressed", {}).get("mode") == "shared":  # cores over the bank's bases
+            tensors = prefixed("G", expand_shared(unprefixed("G", tensors), self.shared_bases()))
+        elif meta.get("compressed"):  # low-rank factors -> full matrices, transparently
             tensors = prefixed("G", expand_state(unprefixed("G", tensors)))
         return tensors, meta
 
-    def generator_param_count(self) -> tuple[int, int]:
+    def shared_bases(self) -> dict[str, torch.Tensor]:
+        """The bases of tasks compressed with ``shared`` (empty when there are none yet)."""
+        path = self.root / "bases.safetensors"
+        if not path.exists():
+            return {}
+        check_complete(path)
+        return load_artifact(path, BASES_FORMAT)[0]
+
+    def generator_param_count(self, n_classes: int = 0) -> tuple[int, int]:
         """(task parameters of the generator, all parameters of the source generator)."""
-        G = self._modulated_generator()
+        G = self._modulated_generator(n_classes)
         return (sum(p.numel() for p in G.task_parameters()),
                 sum(p.numel() for p in self.source.G.parameters()))
 
     # ------------------------------------------------------------------ sampling
 
-    def _modulated_generator(self) -> Generator:
-        if self._sampler is None:
-            G = Generator(self.cfg, modulated=True)
+    def _modulated_generator(self, n_classes: int = 0) -> Generator:
+        if n_classes not in self._samplers:
+            G = Generator(self.cfg, modulated=True, n_classes=n_classes)
             G.load_source(self.source.G.state_dict())
-            self._sampler = G.eval()
-        return self._sampler
+            self._samplers[n_classes] = G.eval()
+        return self._samplers[n_classes]
 
     def task_generator(self, name: str) -> Generator:
         """A modulated generator set to ``name``'s (EMA) parameters. Shared: it changes with
-        the next call; copy it to keep it."""
-        tensors, _ = self.load_task(name)
-        G = self._modulated_generator()
+        the next call; copy it to keep it. A conditional task's generator takes class indices
+        (positions in the task's ``classes``) as its second argument."""
+        tensors, meta = self.load_task(name)
+        G = self._modulated_generator(int(meta.get("n_classes", 0)))
         G.load_task_state(unprefixed("G", tensors))
         return G
 
-    def sample(self, tasks: str | Sequence[str], n: int, seed: int = 0, y: torch.Tensor | None = None,
+    def class_indices(self, name: str, classes: Sequence[str] | None, n: int) -> torch.Tensor | None:
+        """The generator labels for ``n`` samples of task ``name``: None for an unconditional
+        task; for a conditional one, ``classes`` (names, each repeated n times, in order) or,
+        when None, every class of the task in turn (i % n_classes)."""
+        meta = self.task_meta(name)
+        if not meta.get("n_classes"):
+            if classes:
+                raise GanMemoryError(f"task '{name}' is not class-conditional; it cannot sample --class")
+            return None
+        known = list(meta["classes"])
+        if classes is None:
+            return torch.arange(n) % len(known)
+        idx = []
+        for c in classes:
+            if c not in known:
+                raise GanMemoryError(f"task '{name}' has no class '{c}'; its classes: {', '.join(known)}")
+            idx.append(known.index(c))
+        return torch.tensor(idx).repeat_interleave(n)
+
+    def sample(self, tasks: str | Sequence[str], n: int, seed: int = 0, classes: Sequence[str] | None = None,
                batched: bool = False) -> torch.Tensor:
         """``n`` images per task, [len(tasks) * n, 3, R, R] in [-1, 1], tasks in the order given.
 
         Every task uses the same latents (those of ``seed``), so each task's block equals a
-        single-task call with that seed. ``batched`` runs all tasks in one grouped pass
-        (``sample_batched``, equal within float rounding); on this project's 2-core CPU that
-        was slower than the loop (BENCHMARKS.md), so the loop is the default.
+        single-task call with that seed. A conditional task draws its classes in turn, or
+        ``classes`` (names; then ``n`` per class: [len(tasks) * len(classes) * n, ...]).
+        ``batched`` runs all tasks in one grouped pass (``sample_batched``, equal within float
+        rounding); on this project's 2-core CPU that was slower than the loop (BENCHMARKS.md),
+        so the loop is the default.
         """
         names = [tasks] if isinstance(tasks, str) else list(tasks)
         if not names:
             raise GanMemoryError("no task given to sample from")
+        if classes is not None:
+            return self.sample_pairs([(t, c) for t in names for c in classes], n, seed)
         z = latents(n, self.cfg.z_dim, seed)
-        if batched and len(names) > 1:
-            return self.sample_batched(names, z, y)
-        return torch.cat([generate(self.task_generator(t), z, y) for t in names])
+        ys = [self.class_indices(t, None, n) for t in names]
+        same_kind = all((y is None) == (ys[0] is None) for y in ys)
+        if batched and len(names) > 1 and same_kind and len({self.task_meta(t).get("n_classes", 0)
+                                                               for t in names}) == 1:
+            return self.sample_batched(names, z, ys[0])
+        return torch.cat([generate(self.task_generator(t), z, y) for t, y in zip(names, ys)])
+
+    def sample_pairs(self, pairs: Sequence[tuple[str, str]], n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` images for each (task, class name) pair of conditional tasks, in the order
+        given: [len(pairs) * n, 3, R, R]. Every pair uses the latents of ``seed``; the pairs of
+        one task are drawn in one forward pass, batched over their classes."""
+        if not pairs:
+            raise GanMemoryError("no (task, class) pair given to sample from")
+        z = latents(n, self.cfg.z_dim, seed)
+        blocks: dict[int, torch.Tensor] = {}
+        by_task: dict[str, list[int]] = {}
+        for i, (t, _) in enumerate(pairs):
+            by_task.setdefault(t, []).append(i)
+        for t, rows in by_task.items():
+            y = self.class_indices(t, [pairs[i][1] for i in rows], n)
+            if y is None:
+                raise GanMemoryError(f"task '{t}' is not class-conditional; it cannot sample a class")
+            x = generate(self.task_generator(t), z.repeat(len(rows), 1), y)  # [len(rows) * n, 3, R, R]
+            for k, i in enumerate(rows):
+                blocks[i] = x[k * n:(k + 1) * n]
+        return torch.cat([blocks[i] for i in range(len(pairs))])
 
     @torch.no_grad()
     def sample_batched(self, names: Sequence[str], z: torch.Tensor, y: torch.Tensor | None = None,
@@ -193,7 +253,7 @@ class MemoryBank:
         [T * n, 3, R, R], task-major like the loop; equal to it up to float rounding."""
         states = [unprefixed("G", self.load_task(t)[0]) for t in names]
         stacked = {k: torch.stack([s[k] for s in states]) for k in states[0]}
-        G = self._modulated_generator()
+        G = self._modulated_generator(int(self.task_meta(names[0]).get("n_classes", 0)))
         t = len(names)
         outs = []
         for i in range(0, len(z), chunk):
@@ -242,12 +302,11 @@ class MemoryBank:
         data = load_data(data_spec, self.cfg.resolution)
         if data.note and dist.is_writer:
             log(f"note: {data.note}")
-        if train.conditional:
-            raise GanMemoryError("class-conditional tasks are not supported yet (--conditional)")
+        n_classes = len(data.classes) if train.conditional else 0
         torch.manual_seed(train.seed)
-        G = Generator(self.cfg, modulated=True)
+        G = Generator(self.cfg, modulated=True, n_classes=n_classes)
         G.load_source(self.source.G.state_dict())
-        D = Discriminator(self.cfg, modulated=True)
+        D = Discriminator(self.cfg, modulated=True, n_classes=n_classes)
         D.load_source(self.source.D.state_dict())
         G, D = G.to(dist.device), D.to(dist.device)
         trainer = GANTrainer(G, D, train, g_params=G.task_parameters(), d_params=D.task_parameters(), dist=dist)
@@ -261,7 +320,8 @@ class MemoryBank:
         on_step = None
         history_path = work / "metrics.jsonl"
         if eval_every > 0 and dist.is_writer:
-            on_step = self._evaluator(trainer, data_spec, eval_every, eval_n, eval_metric, history_path, log)
+            on_step = self._evaluator(trainer, data_spec, eval_every, eval_n, eval_metric, history_path, log,
+                                      n_classes)
             if trainer.iteration == 0:
                 on_step(0, {})
         t0 = time.perf_counter()
@@ -271,9 +331,10 @@ class MemoryBank:
         history = [json.loads(line) for line in history_path.read_text().splitlines()] \
             if history_path.exists() else []
         seconds = prior + time.perf_counter() - t0
-        n_task, n_g = self.generator_param_count()
+        n_task, n_g = self.generator_param_count(n_classes)
         meta = {"format": TASK_FORMAT, "format_version": TASK_VERSION, "name": name, "data": data_spec,
-                "classes": list(data.classes), "images": len(data), "resolution": self.cfg.resolution,
+                "classes": list(data.classes), "n_classes": n_classes, "images": len(data),
+                "resolution": self.cfg.resolution,
                 "iterations": trainer.iteration, "seed": train.seed, "train": train.to_dict(),
                 "seconds": round(seconds, 2),
                 "seconds_per_iteration": round(summary["seconds"] / max(1, summary["steps_this_run"]), 4),
@@ -292,16 +353,21 @@ class MemoryBank:
         return meta
 
     def _evaluator(self, trainer: GANTrainer, data_spec: str, every: int, n: int, metric: str,
-                   history_path: Path, log: Callable[[str], None]) -> Callable[[int, dict], None]:
+                   history_path: Path, log: Callable[[str], None], n_classes: int = 0
+                   ) -> Callable[[int, dict], None]:
         from .evaluate import Scorer
         scorer = Scorer(data_spec, self.cfg.resolution, metric, n)
         device = trainer.device
 
+        def sample(z: torch.Tensor) -> torch.Tensor:
+            # a conditional task is scored on its classes in turn, against all of its data
+            y = (torch.arange(len(z)) % n_classes).to(device) if n_classes else None
+            return trainer.G_ema.eval()(z.to(device), y).clamp(-1, 1).cpu()
+
         def on_step(it: int, _stats: dict) -> None:
             if it % every and it != trainer.cfg.iters:
                 return
-            G = trainer.G_ema.eval()
-            res = scorer.score(lambda z: G(z.to(device)).clamp(-1, 1).cpu(), self.cfg.z_dim, seed=0)
+            res = scorer.score(sample, self.cfg.z_dim, seed=0)
             record = {"iteration": it, res["metric"]: round(res["value"], 4), "n": res["n_generated"]}
             old = history_path.read_text() if history_path.exists() else ""
             atomic_write_bytes(history_path, (old + json.dumps(record) + "\n").encode())
@@ -330,9 +396,13 @@ class MemoryBank:
     # ------------------------------------------------------------------ bank operations
 
     def compress(self, names: Sequence[str] | None, energy: float, dtype: torch.dtype,
-                 out: "MemoryBank | None" = None) -> list[dict[str, Any]]:
+                 out: "MemoryBank | None" = None, shared: bool = False) -> list[dict[str, Any]]:
         """Store tasks in low-rank form (``compress.py``), into ``out`` (another bank over the
-        same source) or, when ``out`` is None, in place. Returns one report row per task."""
+        same source) or, when ``out`` is None, in place. Returns one report row per task.
+
+        ``shared``: the tasks, in the order given, grow bases shared by the target bank
+        (BANK/bases.safetensors) and each keeps only its cores; a task's row counts the
+        columns it added. Otherwise each matrix gets its own truncated SVD."""
         names = list(names) if names else self.tasks()
         target = out or self
         if target.source.file_hash != self.source.file_hash:
@@ -345,18 +415,27 @@ class MemoryBank:
                 raise GanMemoryError(f"task '{name}' is already compressed")
             before_bytes = self._task_path(name).stat().st_size
             full = unprefixed("G", tensors)
-            small = compress_state(full, energy, dtype)
-            new_meta = {k: v for k, v in meta.items() if k != "optimizer"}
-            new_meta.update({"compressed": {"energy": energy, "dtype": str(dtype).replace("torch.", ""),
-                                            "parameters_before": stored_parameters(full)},
-                             "task_parameters": stored_parameters(small)})
             path = target._task_path(name)
             if out is not None and path.exists():
                 raise GanMemoryError(f"task '{name}' already exists in bank '{target.root}'")
+            added = 0
+            if shared:
+                small, bases, added = compress_shared(full, target.shared_bases(), energy, dtype)
+            else:
+                small = compress_state(full, energy, dtype)
+            new_meta = {k: v for k, v in meta.items() if k != "optimizer"}
+            new_meta.update({"compressed": {"mode": "shared" if shared else "per-task", "energy": energy,
+                                            "dtype": str(dtype).replace("torch.", ""),
+                                            "parameters_before": stored_parameters(full),
+                                            "basis_parameters_added": added},
+                             "task_parameters": stored_parameters(small) + added})
+            if shared:  # the grown bases first: they stay valid for every task already stored
+                save_artifact(target.root / "bases.safetensors", bases,
+                              {"format": BASES_FORMAT, "source_hash": self.source.file_hash, "energy": energy})
             save_artifact(path, prefixed("G", small), new_meta)
             atomic_write_json(path.with_suffix(".json"), new_meta)
             rows.append({"task": name, "parameters_before": stored_parameters(full),
-                         "parameters_after": stored_parameters(small), "generator_parameters": n_g,
+                         "parameters_after": stored_parameters(small) + added, "generator_parameters": n_g,
                          "bytes_before": before_bytes, "bytes_after": path.stat().st_size})
         return rows
 
@@ -377,6 +456,9 @@ class MemoryBank:
             for info in other.task_infos():
                 if info.error:
                     raise GanMemoryError(f"bank '{other.root}': {info.error}")
+                if info.meta.get("compressed", {}).get("mode") == "shared":
+                    raise GanMemoryError(f"task '{info.name}' of bank '{other.root}' is stored over that bank's "
+                                         "shared bases and cannot move to another bank; merge it uncompressed")
                 if info.name in names:
                     raise GanMemoryError(f"task '{info.name}' of bank '{other.root}' clashes with a task "
                                          f"of the same name; remove or rename one first")
@@ -403,7 +485,10 @@ class MemoryBank:
             raise GanMemoryError(f"--steps must be >= 2, got {steps}")
         ta = unprefixed("G", self.load_task(a)[0])
         tb = unprefixed("G", self.load_task(b)[0])
-        G = self._modulated_generator()
+        if set(ta) != set(tb) or any(ta[k].shape != tb[k].shape for k in ta):
+            raise GanMemoryError(f"tasks '{a}' and '{b}' have different parameters (conditional with "
+                                 "other class counts?); cannot interpolate between them")
+        G = self._modulated_generator(int(self.task_meta(a).get("n_classes", 0)))
         groups = ["fc"] + [f"resnet_{i}_0" for i in range(self.cfg.n_blocks)]
         z = latents(n, self.cfg.z_dim, seed)
         cols = []

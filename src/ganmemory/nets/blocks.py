@@ -55,6 +55,9 @@ class TaskModule(nn.Module):
 
     modulated: bool = False
     task_modules: tuple[str, ...] = ()
+    # task modules that a source does not have (a conditional task's class bias): they keep
+    # their own start and are not looked for in the source's state dict
+    new_task_modules: tuple[str, ...] = ()
 
     def task_parameters(self) -> list[nn.Parameter]:
         return [p for _, p in self.named_task_parameters()]
@@ -78,7 +81,10 @@ class TaskModule(nn.Module):
     def load_source(self, source_state: dict[str, torch.Tensor]) -> None:
         """Load a plain (unmodulated) network's state dict; modulated layers start at it."""
         if not self.modulated:
-            self.load_state_dict(source_state)
+            missing, unexpected = self.load_state_dict(source_state, strict=False)
+            left = [k for k in missing if k.rsplit(".", 1)[0] not in self.new_task_modules]
+            if left or unexpected:
+                raise KeyError(f"source state does not fit: missing {left}, unexpected {unexpected}")
             return
         plain = {}
         for name, mod in self.named_modules():
@@ -89,7 +95,8 @@ class TaskModule(nn.Module):
             if key.rsplit(".", 1)[0] not in mod_names:
                 plain[key] = val
         missing, unexpected = self.load_state_dict(plain, strict=False)
-        left = [k for k in missing if k.rsplit(".", 1)[0] not in mod_names]
+        left = [k for k in missing if k.rsplit(".", 1)[0] not in mod_names
+                and k.rsplit(".", 1)[0] not in self.new_task_modules]
         if left or unexpected:
             raise KeyError(f"source state does not fit: missing {left}, unexpected {unexpected}")
 

@@ -19,21 +19,35 @@ class Discriminator(TaskModule):
     With ``modulated=True`` (GAN memory) the blocks' 3x3 convs are modulated over the frozen
     source kernels as they are (gamma = 1, beta = 0 at the start) and the last Linear belongs
     to the task; the input conv and the shortcuts stay frozen.
+
+    ``n_classes`` > 0 (a class-conditional task, METHOD.md section 5): the task's last Linear
+    gives one logit per class of the task, each starting as the source's single logit.
     """
 
     task_modules = ("fc",)
 
-    def __init__(self, cfg: NetConfig, modulated: bool = False):
+    def __init__(self, cfg: NetConfig, modulated: bool = False, n_classes: int = 0):
         super().__init__()
-        self.cfg, self.modulated = cfg, modulated
+        self.cfg, self.modulated, self.n_classes = cfg, modulated, n_classes
         nf, m = cfg.nf, cfg.mults[::-1]
         self.conv_img = nn.Conv2d(3, m[0] * nf, 7, padding=3)
         for i in range(cfg.n_blocks):
             block = ResnetBlock(m[i] * nf, m[i + 1] * nf, "raw" if modulated else None)
             self.add_module(f"resnet_{i}_0", block)
-        self.fc = nn.Linear(m[-1] * nf * cfg.s0 * cfg.s0, cfg.nlabels)
+        self.fc = nn.Linear(m[-1] * nf * cfg.s0 * cfg.s0, n_classes or cfg.nlabels)
         if modulated:
             self.freeze_source()
+
+    @torch.no_grad()
+    def load_source(self, source_state: dict[str, torch.Tensor]) -> None:
+        """As ``TaskModule.load_source``; a conditional task's fc repeats the source's logit row
+        (label 0) once per class."""
+        if self.n_classes:
+            source_state = dict(source_state)
+            for key in ("fc.weight", "fc.bias"):
+                row = source_state[key][:1]
+                source_state[key] = row.expand(self.n_classes, *row.shape[1:]).clone()
+        super().load_source(source_state)
 
     def blocks(self) -> list[ResnetBlock]:
         return [getattr(self, f"resnet_{i}_0") for i in range(self.cfg.n_blocks)]

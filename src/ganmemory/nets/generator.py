@@ -21,15 +21,25 @@ class Generator(TaskModule):
     With ``modulated=True`` (GAN memory) the Linear and every block's 3x3 convs are
     modulated over the frozen source (call ``load_source``); the embedding, the shortcuts and
     the output conv stay frozen.
+
+    ``n_classes`` > 0 makes the generator class-conditional over an unconditional source
+    (METHOD.md section 5): a bias on the Linear's output, ``class_bias(one_hot(y))`` (a bias-free
+    Linear from the one-hot class, zero at the start, so every class starts at the source), and
+    the source embedding always sees the source's label 0. Modulated, the class bias belongs to
+    the task; plain (MeRGAN's baseline), it trains with everything else.
     """
 
-    def __init__(self, cfg: NetConfig, modulated: bool = False):
+    def __init__(self, cfg: NetConfig, modulated: bool = False, n_classes: int = 0):
         super().__init__()
-        self.cfg, self.modulated = cfg, modulated
+        self.cfg, self.modulated, self.n_classes = cfg, modulated, n_classes
         nf, m = cfg.nf, cfg.mults
         self.embedding = nn.Embedding(cfg.nlabels, cfg.embed_dim)
         fc_in, fc_out = cfg.z_dim + cfg.embed_dim, m[0] * nf * cfg.s0 * cfg.s0
         self.fc = ModulatedLinear(fc_in, fc_out) if modulated else nn.Linear(fc_in, fc_out)
+        if n_classes:
+            self.class_bias = nn.Linear(n_classes, fc_out, bias=False)
+            nn.init.zeros_(self.class_bias.weight)
+            self.task_modules = self.new_task_modules = ("class_bias",)
         for i in range(cfg.n_blocks):
             block = ResnetBlock(m[i] * nf, m[i + 1] * nf, "normalised" if modulated else None)
             self.add_module(f"resnet_{i}_0", block)
@@ -44,7 +54,12 @@ class Generator(TaskModule):
         cfg = self.cfg
         if y is None:
             y = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
-        h = self.fc(torch.cat([z, self.embedding(y)], dim=1))
+        if self.n_classes:
+            source_y = torch.zeros_like(y)
+            h = self.fc(torch.cat([z, self.embedding(source_y)], dim=1))
+            h = h + self.class_bias(F.one_hot(y, self.n_classes).to(h.dtype))  # [N, C0 * s0 * s0]
+        else:
+            h = self.fc(torch.cat([z, self.embedding(y)], dim=1))
         h = h.view(z.shape[0], cfg.mults[0] * cfg.nf, cfg.s0, cfg.s0)  # [N, C0, s0, s0]
         for i, block in enumerate(self.blocks()):
             if i > 0:

@@ -56,7 +56,8 @@ def fit(trainer: GANTrainer, data: ImageSet, out_dir: str | os.PathLike, *,
     labels = torch.from_numpy(data.labels)
     sched = BatchSchedule(len(images), cfg.batch_size, cfg.seed)
     z_fixed = fixed_latents(64, trainer.G.cfg.z_dim).to(trainer.device)
-    y_fixed = (torch.arange(64) % trainer.G.cfg.nlabels).to(trainer.device)
+    n_labels = getattr(trainer.G, "n_classes", 0) or trainer.G.cfg.nlabels  # a conditional task: its classes
+    y_fixed = (torch.arange(64) % n_labels).to(trainer.device)
     start_it, t0, stats = trainer.iteration, time.perf_counter(), {}
     log_path = out / "log.jsonl"
     bar = tqdm(total=cfg.iters, initial=start_it, desc=desc, unit="it", disable=not (progress and is_writer),
