@@ -42,6 +42,9 @@ def test_shipped_source_is_small_and_verified():
     (["pretrain", "--data", "./missing_dir", "--out", "x"], "data folder './missing_dir' does not exist"),
     (["sample", "--source", "missing.safetensors", "--out", "g.png"], "file 'missing.safetensors' does not exist"),
     (["data", "fetch", "cifar"], "unknown built-in dataset 'cifar'"),
+    (["lifelong", "--tasks", "mnist:0,1;mnist:1,2", "--strategy", "joint", "--out", "x"], "class '1'"),
+    (["lifelong", "--benchmark", "split-mnist", "--strategy", "ewc", "--memory", "b", "--out", "x"],
+     "--memory and --source are for gan-memory and mergan"),
     (["import-gan-stability", "missing.pt", "--out", "s.safetensors"], "checkpoint 'missing.pt' does not exist"),
 ])
 def test_bad_input_is_one_line_no_traceback(tmp_path, args, needle):
@@ -130,3 +133,19 @@ def test_list_shows_the_task_cost_at_256px_nf64(tmp_path):
     assert run("init", "--source", str(tmp_path / "s.safetensors"), "--out", str(tmp_path / "b")).returncode == 0
     out = run("list", "--memory", str(tmp_path / "b")).stdout
     assert "generator 52,161,732 parameters; each task trains 10,549,248 of them (20.2 % of G)" in out
+
+
+def test_lifelong_cli_writes_results_and_a_conditional_sample(tmp_path, tiny_source):
+    out = tmp_path / "ll"
+    proc = run("lifelong", "--tasks", "mnist:0,1;mnist:2,3", "--strategy", "gan-memory", "--iters", "2",
+               "--batch", "4", "--gan-iters", "2", "--gan-batch", "4", "--replay-pool", "8",
+               "--source", str(tiny_source), "--resolution", "16", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "final average accuracy" in proc.stdout
+    for f in ("results.json", "table.md", "accuracy.png"):
+        assert (out / f).exists()
+    proc = run("sample", "--memory", str(out / "memory"), "--task", "t1-mnist-2-3", "--class", "3", "-n", "4",
+               "--out", str(tmp_path / "threes.png"))
+    assert proc.returncode == 0 and "wrote 4 samples" in proc.stdout, proc.stderr
+    _one_clear_error(run("sample", "--memory", str(out / "memory"), "--task", "t1-mnist-2-3", "--class", "7",
+                         "--out", str(tmp_path / "x.png")), "has no class '7'")

@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
               "examples:\n  ganmemory learn --memory bank/ --task digits --data mnist --iters 2000\n"
               "  ganmemory learn --memory bank/ --task flowers --data ./data/102flowers --iters 60000\n"
               "  ganmemory learn --memory bank/ --task flowers --data ./data/102flowers --iters 60000 --resume\n"
+              "  ganmemory learn --memory bank/ --task d01 --data mnist:0,1 --conditional --no-flip\n"
               "  torchrun --nproc_per_node 4 -m ganmemory learn --memory bank/ --task x --data mnist --device cuda\n"
               "Under torchrun each process trains its slice of every batch (--batch is the global batch);\n"
               "only rank 0 writes files.")
@@ -89,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--data", required=True, metavar="SPEC", help="built-in dataset spec or image folder")
     _add_train_args(ln, iters=2000)
     ln.add_argument("--resume", action="store_true", help="continue this task's unfinished learn")
+    ln.add_argument("--conditional", action="store_true",
+                    help="class-conditional task: learns the data's classes (sample one with --class)")
+    ln.add_argument("--no-flip", action="store_true", help="no random horizontal flips (e.g. digits)")
     ln.add_argument("--overwrite", action="store_true", help="replace an existing task of that name")
     ln.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     ln.add_argument("--eval-every", type=int, default=0, metavar="K",
@@ -131,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp = _add(sub, "compress", "store tasks as truncated SVDs of their gamma/beta matrices (smaller files)",
               "examples:\n  ganmemory compress --memory bank/ --out bank_small/ --energy 0.9 --dtype fp16\n"
               "  ganmemory compress --memory bank/ --in-place --task digits --energy 0.95 --no-eval\n"
+              "  ganmemory compress --memory bank/ --out bank_shared/ --shared --energy 0.9   # bases shared by tasks\n"
               "Compressed tasks sample, interpolate and replay as before but can no longer be resumed.")
     cp.add_argument("--memory", required=True, metavar="BANK", help="bank whose tasks are compressed")
     where = cp.add_mutually_exclusive_group(required=True)
@@ -139,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--task", action="append", metavar="NAME", help="task to compress (repeatable; default all)")
     cp.add_argument("--energy", type=float, default=0.9, help="fraction of sum(s^2) each matrix keeps")
     cp.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32", help="stored precision")
+    cp.add_argument("--shared", action="store_true",
+                    help="bases shared by all tasks, grown task by task (a task adds columns only when needed)")
     cp.add_argument("--eval-n", type=_positive, default=1000, help="images per FD-EL0 score, before and after")
     cp.add_argument("--no-eval", action="store_true", help="skip the FD-EL0 scores")
 
@@ -159,15 +166,52 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--source", metavar="FILE", help="source file (default: the shipped openclipart source)")
     dm.add_argument("--seed", type=int, default=0, help="training and sampling seed")
 
+    lf = _add(sub, "lifelong", "class-incremental classification, task after task, with a replay strategy",
+              "examples:\n  ganmemory lifelong --benchmark split-mnist --strategy gan-memory --out runs/ll-gm\n"
+              "  ganmemory lifelong --benchmark split-mnist --strategy ewc --ewc-lambda 1e4 --out runs/ll-ewc\n"
+              "  ganmemory lifelong --tasks 'fashion-mnist:0,1;fashion-mnist:2,3' --strategy joint --out runs/j\n"
+              "  ganmemory lifelong --tasks split:fashion-mnist:5 --strategy mergan --gan-iters 1000 --out runs/m\n"
+              "strategies: finetune (no replay; lower bound), ewc, gan-memory (replay from a class-conditional\n"
+              "GAN memory), mergan (one conditional GAN replaying itself), joint (all data so far; upper bound).\n"
+              "Writes OUT/results.json, OUT/table.md and OUT/accuracy.png after every task.")
+    which = lf.add_mutually_exclusive_group(required=True)
+    which.add_argument("--benchmark", choices=("split-mnist", "split-fashion-mnist"),
+                       help="5 tasks of 2 classes each (0-1, 2-3, ...)")
+    which.add_argument("--tasks", metavar="SPECS", help="';'-separated labelled data specs, or split:NAME:K")
+    lf.add_argument("--strategy", required=True, choices=("finetune", "ewc", "gan-memory", "mergan", "joint"),
+                    help="continual-learning strategy")
+    lf.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    lf.add_argument("--device", default="cpu", help="torch device of the classifier and the GANs, e.g. cuda")
+    from .lifelong.config import LifelongConfig
+    lc = LifelongConfig()
+    g = lf.add_argument_group("classifier")
+    g.add_argument("--iters", type=_positive, default=lc.iters, help="classifier steps per task")
+    g.add_argument("--batch", type=_positive, default=lc.batch_size, help="real images per step (replay adds as many per earlier task)")
+    g.add_argument("--lr", type=float, default=lc.lr, help="Adam learning rate")
+    g.add_argument("--classifier", choices=("cnn", "el0"), default=lc.classifier, help="small CNN, or EfficientNet-Lite0 + head")
+    g.add_argument("--resolution", type=_positive, default=lc.resolution, help="image side (the source's, for replay)")
+    g.add_argument("--ewc-lambda", type=float, default=lc.ewc_lambda, help="EWC penalty weight")
+    g.add_argument("--fisher-samples", type=_positive, default=lc.fisher_samples, help="ewc: images per Fisher estimate")
+    g.add_argument("--replay-pool", type=_positive, default=lc.replay_pool, help="generated images kept per earlier task")
+    g.add_argument("--seed", type=int, default=lc.seed, help="seed of the classifier, batches and replay (and the GANs)")
+    g = lf.add_argument_group("generative replay (gan-memory, mergan)")
+    g.add_argument("--gan-iters", type=_positive, default=2000, help="GAN iterations per task")
+    g.add_argument("--gan-batch", type=_positive, default=16, help="GAN batch size")
+    g.add_argument("--source", metavar="FILE", help="source GAN (default: the shipped openclipart source)")
+    g.add_argument("--memory", metavar="BANK", help="gan-memory: bank folder (default OUT/memory; matching tasks are reused)")
+
     # sample
     s = _add(sub, "sample", "draw images from a memory task, or from a source",
              "examples:\n  ganmemory sample --memory bank/ --task digits -n 64 --out digits.png\n"
+             "  ganmemory sample --memory bank/ --task d01 --class 1 -n 16 --out ones.png   # conditional task\n"
              "  ganmemory sample -n 64 --seed 0 --out grid.png            # the shipped source\n"
              "  ganmemory sample --source runs/src/source.safetensors -n 16 --out-dir imgs/")
     s.add_argument("--memory", metavar="BANK", help="bank folder (with --task)")
     s.add_argument("--task", metavar="NAME", help="task to sample (with --memory)")
     s.add_argument("--source", metavar="FILE", help="source file (default: the shipped openclipart source)")
-    s.add_argument("-n", type=_positive, default=64, help="number of images")
+    s.add_argument("--class", dest="classes", action="append", metavar="C",
+                   help="class of a conditional task (repeatable; -n images each)")
+    s.add_argument("-n", type=_positive, default=64, help="number of images (per --class)")
     s.add_argument("--seed", type=int, default=0, help="seed of the latent draws")
     s.add_argument("--out", metavar="PNG", help="write one grid PNG")
     s.add_argument("--out-dir", metavar="DIR", help="write one PNG per image")
@@ -268,7 +312,7 @@ def cmd_learn(a: argparse.Namespace) -> int:
     from .distributed import setup
     ctx = setup(a.device)
     bank = MemoryBank(a.memory)
-    meta = bank.learn(a.task, a.data, _train_cfg(a), resume=a.resume, overwrite=a.overwrite,
+    meta = bank.learn(a.task, a.data, _train_cfg(a, conditional=a.conditional, flip=not a.no_flip), resume=a.resume, overwrite=a.overwrite,
                       progress=ctx.is_writer, log=print if ctx.is_writer else (lambda _msg: None), dist=ctx,
                       eval_every=a.eval_every, eval_n=a.eval_n, eval_metric=a.eval_metric)
     if not ctx.is_writer:
@@ -338,7 +382,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
             scorers[name] = Scorer(spec, bank.cfg.resolution, "fd-el0", a.eval_n)
             scores[name] = evaluate_task(bank, name, spec, scorer=scorers[name])["value"]
     out = MemoryBank.create(a.out, bank.root / "source.safetensors") if a.out else None
-    rows = bank.compress(names, a.energy, torch.float16 if a.dtype == "fp16" else torch.float32, out)
+    rows = bank.compress(names, a.energy, torch.float16 if a.dtype == "fp16" else torch.float32, out, a.shared)
     target = out or bank
     after = {}
     if not a.no_eval:
@@ -353,6 +397,9 @@ def cmd_compress(a: argparse.Namespace) -> int:
         print(f"{r['task']:<20} {r['parameters_before']:>9,} -> {r['parameters_after']:>9,} "
               f"{100 * r['parameters_before'] / g:>5.1f} -> {100 * r['parameters_after'] / g:>5.1f}% "
               f"{r['bytes_before']:>10,} -> {r['bytes_after']:>10,} {fd:>17}")
+    if a.shared:
+        print(f"shared bases: {(target.root / 'bases.safetensors').stat().st_size:,} bytes in "
+              f"{target.root / 'bases.safetensors'}; each task's parameters count the columns it added")
     print(f"energy {a.energy}, {a.dtype}; FD-EL0 on {a.eval_n} EfficientNet-Lite0 features (not FID); "
           f"tasks written to {target.root}")
     return 0
@@ -378,6 +425,29 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0 if report["all_unchanged"] else 1
 
 
+def cmd_lifelong(a: argparse.Namespace) -> int:
+    from .lifelong.config import LifelongConfig
+    from .lifelong.runner import run_lifelong
+    from .lifelong.strategies.generative import replay_gan_config
+    from .lifelong.tasks import parse_tasks
+    tasks = parse_tasks(a.tasks, a.benchmark)
+    cfg = LifelongConfig(iters=a.iters, batch_size=a.batch, lr=a.lr, classifier=a.classifier,
+                         ewc_lambda=a.ewc_lambda, fisher_samples=a.fisher_samples, replay_pool=a.replay_pool,
+                         seed=a.seed, resolution=a.resolution)
+    kwargs: dict = {}
+    if a.strategy in ("gan-memory", "mergan"):
+        kwargs = {"gan": replay_gan_config(a.seed, iters=a.gan_iters, batch_size=a.gan_batch), "source": a.source,
+                  "device": a.device}
+        if a.strategy == "gan-memory":
+            kwargs["bank"] = a.memory
+    elif a.memory or a.source:
+        raise GanMemoryError(f"--memory and --source are for gan-memory and mergan, not {a.strategy}")
+    res = run_lifelong(tasks, a.strategy, cfg, Path(a.out), strategy_kwargs=kwargs, device=a.device)
+    print(f"{a.strategy}: final average accuracy {100 * res['final_average_accuracy']:.2f} %, "
+          f"average forgetting {100 * res['average_forgetting']:.2f} points; results in {a.out}")
+    return 0
+
+
 def cmd_sample(a: argparse.Namespace) -> int:
     from .images import save_grid, to_uint8
     if not a.out and not a.out_dir:
@@ -388,20 +458,22 @@ def cmd_sample(a: argparse.Namespace) -> int:
         raise GanMemoryError("give either --memory/--task or --source, not both")
     if a.memory:
         from .memory import MemoryBank
-        x = MemoryBank(a.memory).sample(a.task, a.n, seed=a.seed)
+        x = MemoryBank(a.memory).sample(a.task, a.n, seed=a.seed, classes=a.classes)
     else:
+        if a.classes:
+            raise GanMemoryError("--class needs --memory and --task (a conditional task)")
         from .source import Source
         x = Source.load(a.source).sample(a.n, seed=a.seed)
     if a.out:
         save_grid(x, a.out, scale=a.scale)
-        print(f"wrote {a.n} samples to {a.out}")
+        print(f"wrote {len(x)} samples to {a.out}")
     if a.out_dir:
         from PIL import Image
         out = Path(a.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(to_uint8(x)):
             Image.fromarray(img).save(out / f"{i:05d}.png")
-        print(f"wrote {a.n} images to {out}/")
+        print(f"wrote {len(x)} images to {out}/")
     return 0
 
 
@@ -418,7 +490,7 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 COMMANDS = {"data": cmd_data, "import-gan-stability": cmd_import, "init": cmd_init, "learn": cmd_learn,
             "list": cmd_list, "evaluate": cmd_evaluate, "interpolate": cmd_interpolate, "remove": cmd_remove, "compress": cmd_compress, "merge": cmd_merge,
-            "demo": cmd_demo, "pretrain": cmd_pretrain, "sample": cmd_sample}
+            "demo": cmd_demo, "lifelong": cmd_lifelong, "pretrain": cmd_pretrain, "sample": cmd_sample}
 
 
 def main(argv: list[str] | None = None) -> int:

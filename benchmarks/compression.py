@@ -1,0 +1,72 @@
+"""Compression of stored tasks (issue 6): parameters per task (% of G) and the FD-EL0 change.
+
+    python benchmarks/compression.py                   # on the sequence benchmark's bank (runs/sequence/bank)
+    python benchmarks/compression.py --bank BANK --energies 0.9 --n 200 --out /tmp/cmp   # smaller
+
+For every mode (per-task SVD, bases shared over the tasks) and energy, the bank's tasks are
+compressed into a new bank under OUT in fp16, and each task is scored (FD-EL0: a Fréchet distance
+on EfficientNet-Lite0 features, not FID) against its own training data with the same latents
+as the uncompressed task. Targets (issue 6): at most 5 % of G per task on average, with at most a
+10 % rise in FD-EL0. Writes OUT/results.json and OUT/table.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ganmemory.atomic import atomic_write_bytes, atomic_write_json
+from ganmemory.evaluate import Scorer, evaluate_task
+from ganmemory.memory import MemoryBank
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bank", default="runs/sequence/bank")
+    p.add_argument("--energies", nargs="+", type=float, default=[0.8, 0.9, 0.95])
+    p.add_argument("--modes", nargs="+", default=["per-task", "shared"], choices=["per-task", "shared"])
+    p.add_argument("--n", type=int, default=1000, help="generated and real images per score")
+    p.add_argument("--out", default="runs/compression")
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bank = MemoryBank(a.bank)
+    names = bank.tasks()
+    n_g = bank.generator_param_count()[1]
+    scorers = {t: Scorer(bank.task_meta(t)["data"], bank.cfg.resolution, "fd-el0", a.n) for t in names}
+    before = {t: evaluate_task(bank, t, bank.task_meta(t)["data"], scorer=scorers[t])["value"] for t in names}
+    results = {"bank": a.bank, "n": a.n, "date": time.strftime("%Y-%m-%d"), "generator_parameters": n_g,
+               "before": {t: {"FD-EL0": before[t], "parameters": bank.task_meta(t)["task_parameters"]}
+                          for t in names}, "runs": []}
+    lines = ["| mode | energy | task | parameters | % of G | FD-EL0 before -> after | FD change |",
+             "|---|---|---|---|---|---|---|"]
+    for mode in a.modes:
+        for energy in a.energies:
+            dest = out / f"{mode}-{energy}"
+            shutil.rmtree(dest, ignore_errors=True)
+            small = MemoryBank.create(dest, bank.root / "source.safetensors")
+            rows = bank.compress(names, energy, torch.float16, small, shared=mode == "shared")
+            for r in rows:
+                t = r["task"]
+                fd = evaluate_task(small, t, small.task_meta(t)["data"], scorer=scorers[t])["value"]
+                r.update({"mode": mode, "energy": energy, "FD-EL0": fd, "FD-EL0_before": before[t]})
+                results["runs"].append(r)
+                lines.append(f"| {mode} | {energy} | {t} | {r['parameters_before']:,} -> {r['parameters_after']:,} | "
+                             f"{100 * r['parameters_after'] / n_g:.2f} % | {before[t]:.1f} -> {fd:.1f} | "
+                             f"{100 * (fd / before[t] - 1):+.1f} % |")
+            mean_pct = statistics.mean(100 * r["parameters_after"] / n_g for r in rows)
+            worst = max(100 * (r["FD-EL0"] / r["FD-EL0_before"] - 1) for r in rows)
+            lines.append(f"| {mode} | {energy} | **mean** | | **{mean_pct:.2f} %** | | worst **{worst:+.1f} %** |")
+            atomic_write_json(out / "results.json", results)
+            print("\n".join(lines[-len(rows) - 1:]), flush=True)
+    atomic_write_bytes(out / "table.md", ("\n".join(lines) + "\n").encode())
+    print(f"table in {out / 'table.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Lifelong-classification configuration (METHOD.md section 6): one typed dataclass, defaults with reasons."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..configs import config_from_dict
+from ..errors import GanMemoryError
+
+CLASSIFIERS = ("cnn", "el0")
+
+
+@dataclass(frozen=True)
+class LifelongConfig:
+    iters: int = 2000  # Adam steps per task, as van de Ven et al.'s Split-MNIST
+    batch_size: int = 128  # real images per step; replay adds as many per earlier task
+    lr: float = 1e-3  # Adam learning rate, as van de Ven et al.
+    beta1: float = 0.9  # Adam betas: PyTorch's defaults, as van de Ven et al.
+    beta2: float = 0.999
+    classifier: str = "cnn"  # "cnn" (small, trained from scratch) or "el0" (EfficientNet-Lite0 + linear head)
+    ewc_lambda: float = 1e4  # EWC penalty weight, the value the GAN Memory authors used
+    fisher_samples: int = 500  # training images per task that estimate EWC's diagonal Fisher
+    replay_pool: int = 10_000  # generated images kept per earlier task; replay batches draw from them
+    seed: int = 0  # seeds the classifier's initialisation, the batch order and every random draw
+    resolution: int = 32  # images are resized to R x R; 32 suits the "cnn" classifier
+
+    def __post_init__(self) -> None:
+        for name in ("iters", "batch_size", "fisher_samples", "replay_pool"):
+            if getattr(self, name) < 1:
+                raise GanMemoryError(f"option --{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise GanMemoryError(f"option --lr must be > 0, got {self.lr}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise GanMemoryError(f"option {name} must be in [0, 1), got {getattr(self, name)}")
+        if self.classifier not in CLASSIFIERS:
+            raise GanMemoryError(f"option --classifier must be one of {', '.join(CLASSIFIERS)}, "
+                                 f"got '{self.classifier}'")
+        if not self.ewc_lambda >= 0:
+            raise GanMemoryError(f"option --ewc-lambda must be >= 0, got {self.ewc_lambda}")
+        if self.seed < 0:
+            raise GanMemoryError(f"option --seed must be >= 0, got {self.seed}")
+        if self.resolution < 8:
+            raise GanMemoryError(f"option --resolution must be >= 8, got {self.resolution}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LifelongConfig":
+        return config_from_dict(cls, d, "lifelong")

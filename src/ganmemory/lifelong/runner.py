@@ -1,0 +1,213 @@
+"""The lifelong-classification loop (METHOD.md section 6): tasks in order, one classifier, a strategy.
+
+Per task: load its data, ``strategy.before_task``, ``cfg.iters`` Adam steps, evaluation on every
+seen task, ``strategy.after_task``. Results go to OUT/results.json, OUT/table.md and
+OUT/accuracy.png, rewritten (atomically) after every task so that a crash keeps the finished tasks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..atomic import atomic_write_bytes, atomic_write_json
+from ..errors import GanMemoryError
+from ..plots import plot_curves
+from ..train.trainer import BatchSchedule, step_generator
+from .classifier import Classifier, to_input
+from .config import LifelongConfig
+from .metrics import accuracy_row, average_accuracy, average_forgetting, pooled_accuracy
+from .strategies import Strategy, get_strategy
+from .tasks import ClassTask, load_task_data, n_classes
+
+RESULTS_FORMAT = "ganmemory-lifelong-results"
+RESULTS_VERSION = 1
+CHECK_EVERY = 50  # steps between loss checks (and progress-bar updates); each check syncs a GPU
+
+
+def task_seed(seed: int, index: int) -> int:
+    """The seed of task ``index``'s batch order and per-step draws: a pure function of (seed, index)."""
+    return seed * 10_007 + index
+
+
+def make_strategy(name: str, cfg: LifelongConfig, out: Path, log: Callable[[str], None],
+                  strategy_kwargs: dict[str, Any] | None = None) -> Strategy:
+    """Build strategy ``name``; options it does not take are a :class:`GanMemoryError`."""
+    cls = get_strategy(name)
+    kwargs = dict(strategy_kwargs or {})
+    try:
+        inspect.signature(cls).bind(cfg, out, log, **kwargs)
+    except TypeError as exc:
+        raise GanMemoryError(f"strategy '{name}' does not take the option(s) {', '.join(sorted(kwargs))} "
+                             f"({exc})") from None
+    return cls(cfg, out, log, **kwargs)
+
+
+def train_task(model: Classifier, images: np.ndarray, labels: np.ndarray, strategy: Strategy,
+               cfg: LifelongConfig, index: int, desc: str, progress: bool) -> float:
+    """``cfg.iters`` Adam steps on one task; returns the last checked loss.
+
+    A new Adam (lr ``cfg.lr``, betas (beta1, beta2)) is created for every task, as van de Ven et
+    al. do: moment estimates from the previous task's loss would push the first steps of the new
+    task in stale directions. Each batch is ``cfg.batch_size`` real images, taken in epochs of
+    seeded permutations of (``images``, ``labels``), plus ``strategy.replay(cfg.batch_size, gen)``;
+    the loss is the mean cross-entropy over the whole batch (all C outputs) plus
+    ``strategy.penalty(model)``.
+    """
+    device = next(model.parameters()).device
+    x_all = torch.from_numpy(np.ascontiguousarray(images))  # uint8 [N, R, R, 3]
+    y_all = torch.from_numpy(np.ascontiguousarray(labels)).long()  # [N]
+    if x_all.ndim != 4 or x_all.shape[1:] != (cfg.resolution, cfg.resolution, 3) or len(y_all) != len(x_all):
+        raise GanMemoryError(f"task {index + 1}: training data must be uint8 [N, {cfg.resolution}, "
+                             f"{cfg.resolution}, 3] with N labels, got images {tuple(x_all.shape)} "
+                             f"and labels {tuple(y_all.shape)}")
+    seed = task_seed(cfg.seed, index)
+    schedule = BatchSchedule(len(x_all), cfg.batch_size, seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    model.train()
+    last = math.nan
+    bar = tqdm(range(cfg.iters), desc=desc, unit="it", disable=not progress, leave=False)
+    for it in bar:
+        idx = schedule.indices(it)
+        x, y = to_input(x_all[idx]).to(device), y_all[idx].to(device)  # [B, 3, R, R], [B]
+        extra = strategy.replay(cfg.batch_size, step_generator(seed, it))
+        if extra is not None:  # M = batch_size per earlier task
+            x = torch.cat([x, extra[0].to(device, torch.float32)])  # [B + M, 3, R, R]
+            y = torch.cat([y, extra[1].to(device, torch.long)])  # [B + M]
+        logits = model(x)  # [B + M, C]
+        loss = F.cross_entropy(logits, y)
+        penalty = strategy.penalty(model)
+        if penalty is not None:
+            loss = loss + penalty
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if it % CHECK_EVERY == 0 or it == cfg.iters - 1:
+            last = loss.item()
+            if not math.isfinite(last):
+                raise GanMemoryError(f"task {index + 1}: the loss is {last} at step {it}; "
+                                     "try a smaller --lr (or --ewc-lambda for ewc)")
+            bar.set_postfix(loss=f"{last:.3f}", batch=len(y))
+    bar.close()
+    return last
+
+
+def _table(results: dict) -> str:
+    tasks, matrix = results["tasks"], results["accuracy_matrix"]
+    names = [f"{j + 1}: {t['name']}" for j, t in enumerate(tasks)]
+    lines = [f"# Lifelong classification: {results['strategy']}", "",
+             f"Accuracy (%) on each task's test set after training task i; class-incremental, so every "
+             f"prediction is the argmax over all {results['n_classes']} outputs. \"average\" is the mean "
+             "over the seen tasks, \"seen classes\" the accuracy on the union of their test sets.", "",
+             "| after task | " + " | ".join(names) + " | average | seen classes |",
+             "|---" * (len(names) + 3) + "|"]
+    for i, row in enumerate(matrix):
+        cells = [f"{100 * a:.1f}" for a in row] + [""] * (len(names) - len(row))
+        lines.append(f"| {names[i]} | " + " | ".join(cells) +
+                     f" | {100 * results['average_accuracy'][i]:.1f} | {100 * results['seen_class_accuracy'][i]:.1f} |")
+    forgetting = results["average_forgetting"]
+    forgetting_text = "n/a (one task)" if forgetting is None else f"{100 * forgetting:.1f} points"
+    lines += ["", f"Average forgetting: {forgetting_text}",
+              f"Tasks finished: {len(matrix)} of {len(tasks)}; {results['seconds_total']:.0f} s", ""]
+    return "\n".join(lines)
+
+
+def _plot(results: dict, path: Path) -> None:
+    matrix = results["accuracy_matrix"]
+    steps = list(range(1, len(matrix) + 1))
+    curves = {"average over seen tasks": (steps, [100 * a for a in results["average_accuracy"]])}
+    for j, task in enumerate(results["tasks"][:len(matrix)]):
+        curves[f"task {j + 1}: {task['name']}"] = (steps[j:], [100 * matrix[i][j] for i in range(j, len(matrix))])
+    plot_curves(curves, path, title=f"{results['strategy']}: accuracy after each task",
+                xlabel="after training task", ylabel="accuracy (%)")
+
+
+def write_outputs(out: Path, results: dict) -> None:
+    """results.json, table.md and accuracy.png, each written atomically."""
+    atomic_write_json(out / "results.json", results)
+    atomic_write_bytes(out / "table.md", _table(results).encode())
+    _plot(results, out / "accuracy.png")
+
+
+def run_lifelong(tasks: list[ClassTask], strategy_name: str, cfg: LifelongConfig, out: str | Path,
+                 progress: bool = True, log: Callable[[str], None] = print,
+                 strategy_kwargs: dict[str, Any] | None = None, device: str | torch.device = "cpu") -> dict:
+    """Learn ``tasks`` in order with strategy ``strategy_name``; return (and write) the results.
+
+    Args:
+        tasks: the sequence, from :func:`ganmemory.lifelong.parse_tasks`.
+        strategy_name: a key of ``ganmemory.lifelong.strategies.STRATEGIES``.
+        cfg: the run's options; ``cfg.seed`` seeds the classifier's initialisation
+            (``torch.manual_seed``), the batch order and every draw, task by task.
+        out: folder for results.json, table.md, accuracy.png (and the strategy's own files).
+        progress: show a tqdm bar per task.
+        log: prints one line per finished task (and the strategy's messages).
+        strategy_kwargs: extra keyword arguments of the strategy's constructor.
+        device: torch device of the classifier.
+
+    One classifier with a single head over C = all classes of the sequence (class-incremental)
+    learns the tasks one after another; the optimizer is re-created per task (``train_task``).
+    results.json holds: format, version, strategy, config, tasks, n_classes, classifier (its
+    constructor arguments and parameter counts), accuracy_matrix (ragged rows: row i holds the
+    accuracy on tasks 0..i after task i), average_accuracy and seen_class_accuracy (one per
+    finished task), final_average_accuracy, final_seen_class_accuracy, average_forgetting (None
+    for one task), seconds_per_task, seconds_total, last_loss, complete, strategy_summary.
+    """
+    if not tasks:
+        raise GanMemoryError("no tasks to learn: give at least one")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    strategy = make_strategy(strategy_name, cfg, out, log, strategy_kwargs)
+    torch.manual_seed(cfg.seed)
+    model = Classifier(n_classes(tasks), cfg.classifier, cfg.resolution).to(device)
+    results: dict[str, Any] = {
+        "format": RESULTS_FORMAT, "version": RESULTS_VERSION, "strategy": strategy_name,
+        "config": cfg.to_dict(), "tasks": [t.to_dict() for t in tasks], "n_classes": n_classes(tasks),
+        "classifier": {**model.config(), "parameters": model.n_parameters(),
+                       "trainable_parameters": model.n_parameters(trainable_only=True)},
+        "accuracy_matrix": [], "average_accuracy": [], "seen_class_accuracy": [],
+        "final_average_accuracy": None, "final_seen_class_accuracy": None, "average_forgetting": None,
+        "seconds_per_task": [], "seconds_total": 0.0, "last_loss": [], "complete": False,
+        "strategy_summary": {},
+    }
+    test_sets: list[tuple[np.ndarray, np.ndarray]] = []  # (uint8 [M, R, R, 3], int64 [M]) per seen task
+    t_start = time.perf_counter()
+    for index, task in enumerate(tasks):
+        t0 = time.perf_counter()
+        data = load_task_data(task, cfg.resolution)
+        test_sets.append((data.test_images, data.test_labels))
+        strategy.before_task(model, index, task, data, tasks[:index])
+        images, labels = strategy.train_arrays(index, task, data)
+        loss = train_task(model, images, labels, strategy, cfg, index,
+                          f"task {index + 1}/{len(tasks)} {task.name} [{strategy_name}]", progress)
+
+        row = accuracy_row(model, test_sets)
+        results["accuracy_matrix"].append(row)
+        results["average_accuracy"].append(average_accuracy(row))
+        results["seen_class_accuracy"].append(pooled_accuracy(row, [len(y) for _, y in test_sets]))
+        results["last_loss"].append(loss)
+        forgetting = average_forgetting(results["accuracy_matrix"])
+        results["average_forgetting"] = None if math.isnan(forgetting) else forgetting
+        results["final_average_accuracy"] = results["average_accuracy"][-1]
+        results["final_seen_class_accuracy"] = results["seen_class_accuracy"][-1]
+        results["seconds_total"] = time.perf_counter() - t_start
+        write_outputs(out, results)  # before after_task, which may train a GAN for hours
+        log(f"task {index + 1}/{len(tasks)} {task.name} [{strategy_name}]: accuracy on seen classes "
+            f"{results['seen_class_accuracy'][-1]:.3f}, per task " + " ".join(f"{a:.3f}" for a in row))
+
+        strategy.after_task(model, index, task, data)
+        results["seconds_per_task"].append(time.perf_counter() - t0)
+        results["seconds_total"] = time.perf_counter() - t_start
+        results["complete"] = index == len(tasks) - 1
+        results["strategy_summary"] = strategy.summary()
+        write_outputs(out, results)
+    return results

@@ -1,0 +1,48 @@
+"""Continual-learning strategies, one module each, looked up by name.
+
+Every strategy module is imported only when asked for (``get_strategy``), so the package works
+without the optional ones and a strategy's heavy imports (GAN memory) cost nothing to the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import NamedTuple
+
+from ...errors import GanMemoryError
+from .base import ReplayPool, Strategy
+
+
+class StrategyEntry(NamedTuple):
+    module: str  # sub-module of this package
+    cls: str  # class name in it
+    description: str  # one line for --help
+
+
+STRATEGIES: dict[str, StrategyEntry] = {
+    "finetune": StrategyEntry("finetune", "Finetune", "new task's data only, no replay (lower bound)"),
+    "ewc": StrategyEntry("ewc", "EWC", "elastic weight consolidation, Fishers summed over tasks"),
+    "joint": StrategyEntry("joint", "Joint", "real data of every task so far (upper bound)"),
+    "gan-memory": StrategyEntry("gan_memory", "GanMemoryReplay",
+                                "replay of generated samples of every earlier task from a GAN memory"),
+    "mergan": StrategyEntry("mergan", "MerGAN", "replay from one conditional GAN that replays itself (MeRGAN)"),
+}
+
+
+def get_strategy(name: str) -> type[Strategy]:
+    """The strategy class called ``name`` (a key of ``STRATEGIES``), imported on first use."""
+    if name not in STRATEGIES:
+        raise GanMemoryError(f"unknown strategy '{name}'; known: {', '.join(STRATEGIES)}")
+    entry = STRATEGIES[name]
+    module_name = f"{__name__}.{entry.module}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # a dependency of the strategy is missing: show the real error
+        raise GanMemoryError(f"strategy '{name}' is not available in this installation "
+                             f"(module {module_name} is missing)") from exc
+    return getattr(module, entry.cls)
+
+
+__all__ = ["STRATEGIES", "ReplayPool", "Strategy", "StrategyEntry", "get_strategy"]

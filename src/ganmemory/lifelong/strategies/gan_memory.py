@@ -1,0 +1,104 @@
+"""GAN memory as pseudo-rehearsal (METHOD.md section 6; the paper's Section 5.2).
+
+Each task is learned into a class-conditional memory bank (``MemoryBank.learn`` with
+``conditional=True``): only that task's modulation parameters train, so the generators of
+earlier tasks are never touched. While the classifier learns task t, every batch holds the
+task's real images plus the same number of generated images of each earlier task, labelled by
+the class the memory was asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ...distributed import DistContext
+from ...errors import GanMemoryError
+from ...memory import MemoryBank
+from ...train import TrainConfig
+from ..classifier import Classifier
+from ..config import LifelongConfig
+from ..tasks import ClassTask, TaskData
+from .base import ReplayPool, Strategy
+from .generative import draw_pool, replay_gan_config
+
+
+def bank_task_name(index: int, task: ClassTask) -> str:
+    """A bank task name for task ``index``, e.g. 't0-mnist-0-1'."""
+    return f"t{index}-" + re.sub(r"[^A-Za-z0-9_.+-]+", "-", task.name).strip("-")[:56]
+
+
+class GanMemoryReplay(Strategy):
+    """Replay from a class-conditional GAN memory.
+
+    Args:
+        cfg, out, log: as :class:`Strategy`.
+        gan: the GAN options per task (default ``replay_gan_config(cfg.seed)``: 2,000
+            iterations, batch 16, conditional, no flips).
+        source: the frozen source (default: the shipped openclipart source).
+        bank: the memory bank folder (default OUT/memory). A task already in the bank with the
+            same data and GAN options is reused, not learned again; a clash is an error.
+        progress: show the GAN's progress bar.
+        device: torch device the GAN trains on (pools are drawn on the CPU).
+    """
+
+    name = "gan-memory"
+
+    def __init__(self, cfg: LifelongConfig, out: Path, log: Callable[[str], None],
+                 gan: TrainConfig | None = None, source: str | Path | None = None,
+                 bank: str | Path | None = None, progress: bool = True, device: str = "cpu") -> None:
+        super().__init__(cfg, out, log)
+        self.gan = gan or replay_gan_config(cfg.seed)
+        if not self.gan.conditional:
+            raise GanMemoryError("the gan-memory strategy needs a class-conditional GAN (conditional=True)")
+        root = Path(bank) if bank is not None else self.out / "memory"
+        self.bank = MemoryBank(root) if (root / "bank.json").exists() else MemoryBank.create(root, source)
+        if self.bank.cfg.resolution != cfg.resolution:
+            raise GanMemoryError(f"the memory's source is {self.bank.cfg.resolution} px but the classifier "
+                                 f"reads {cfg.resolution} px: pass --resolution {self.bank.cfg.resolution}")
+        self.progress, self.device = progress, device
+        self.pool = ReplayPool()
+        self.names: list[str] = []
+
+    def _learn(self, index: int, task: ClassTask) -> str:
+        name = bank_task_name(index, task)
+        if name in self.bank.tasks():
+            meta = self.bank.task_meta(name)
+            if meta.get("data") != task.train_spec or not self.gan.resumes(meta.get("train", {})) \
+                    or meta.get("iterations") != self.gan.iters:
+                raise GanMemoryError(f"bank '{self.bank.root}' already holds task '{name}' learned with other "
+                                     "data or options; give another --memory folder")
+            self.log(f"gan-memory: reusing task '{name}' of bank '{self.bank.root}'")
+            return name
+        meta = self.bank.learn(name, task.train_spec, self.gan, progress=self.progress, log=self.log,
+                               dist=DistContext(0, 1, self.device))
+        self.log(f"gan-memory: learned '{name}' ({meta['iterations']} iterations, "
+                 f"{meta['task_parameters']:,} parameters, {meta['seconds'] / 60:.1f} min)")
+        return name
+
+    def before_task(self, model: Classifier, index: int, task: ClassTask, data: TaskData,
+                    seen: list[ClassTask]) -> None:
+        # the pool of the task just finished; earlier pools stay as drawn (their generators are frozen)
+        for j in range(len(self.pool), len(seen)):
+            old, name = seen[j], self.names[j]
+            meta = self.bank.task_meta(name)
+            local = [list(meta["classes"]).index(c) for c in old.classes]
+            G = self.bank.task_generator(name)
+            images, labels = draw_pool(G, old, local, self.cfg.replay_pool, self.bank.cfg.z_dim,
+                                       seed=self.cfg.seed * 1000 + j)
+            self.pool.add(name, images, labels)
+        self.names.append(self._learn(index, task))
+
+    def replay(self, n_current: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return self.pool.draw(n_current, gen)
+
+    def summary(self) -> dict:
+        infos = {t.name: t for t in self.bank.task_infos()}
+        return {"bank": str(self.bank.root), "tasks": self.names,
+                "task_parameters": {n: infos[n].meta["task_parameters"] for n in self.names if infos[n].meta},
+                "generator_parameters": self.bank.generator_param_count()[1],
+                "gan_seconds": {n: infos[n].meta["seconds"] for n in self.names if infos[n].meta},
+                "gan": self.gan.to_dict(), "pool": self.pool.sizes()}

@@ -1,0 +1,50 @@
+"""What the two generative-replay strategies share: the GAN's training options and drawing a
+labelled replay pool from a class-conditional generator.
+
+Both ``gan-memory`` and ``mergan`` start from the same frozen source and train their GAN for
+the same number of iterations per task, so they differ only in what is trained: a task's small
+modulation parameters (GAN memory), or every weight of one GAN that replays its own earlier
+classes (MeRGAN).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ...images import to_uint8
+from ...source import latents
+from ...train import TrainConfig
+from ..tasks import ClassTask
+
+
+def replay_gan_config(seed: int, iters: int = 2000, batch_size: int = 16, lr: float = 1e-4,
+                      r1_gamma: float = 10.0) -> TrainConfig:
+    """The GAN options of both generative strategies: GP-GAN's (METHOD.md section 2), class-
+    conditional, no flips (a mirrored digit is another symbol), no sample grids or mid-run
+    checkpoints (a lifelong run keeps only the finished GANs)."""
+    return TrainConfig(iters=iters, batch_size=batch_size, lr_g=lr, lr_d=lr, r1_gamma=r1_gamma, seed=seed,
+                       conditional=True, flip=False, sample_every=0, ckpt_every=0, log_every=100)
+
+
+@torch.no_grad()
+def draw_pool(sample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], task: ClassTask,
+              local_ids: list[int], n: int, z_dim: int, seed: int, chunk: int = 500
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """About ``n`` generated images of ``task``, its classes in equal shares, as the classifier's
+    data: (uint8 [M, R, R, 3], global labels int64 [M]), M = n rounded down to a multiple of
+    the class count (at least one per class).
+
+    ``sample(z, y)`` is the generator, ``y`` its class indices; ``local_ids[k]`` is the
+    generator's index of ``task.classes[k]``. The latents are those of ``seed``, so a pool is
+    a pure function of the generator and the seed.
+    """
+    per_class = max(1, n // len(task.classes))
+    z = latents(per_class * len(task.classes), z_dim, seed)  # [M, z_dim]
+    y_local = torch.tensor(local_ids).repeat_interleave(per_class)  # [M]
+    y_global = torch.tensor(task.global_ids).repeat_interleave(per_class)  # [M]
+    images = [to_uint8(sample(z[i:i + chunk], y_local[i:i + chunk]).clamp(-1, 1))
+              for i in range(0, len(z), chunk)]
+    return np.concatenate(images), y_global.numpy().astype(np.int64)

@@ -1,0 +1,277 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganmemory.data import load_data
+from ganmemory.errors import GanMemoryError
+from ganmemory.lifelong import (Classifier, LifelongConfig, ReplayPool, Strategy, accuracy, accuracy_row,
+                                average_accuracy, average_forgetting, get_strategy, load_task_data,
+                                parse_tasks, pooled_accuracy, run_lifelong, seen_class_accuracy, to_input)
+from ganmemory.lifelong import strategies as strategies_pkg
+from ganmemory.lifelong.runner import make_strategy, train_task
+from ganmemory.lifelong.strategies.ewc import EWC, diagonal_fisher, ewc_penalty
+from ganmemory.lifelong.strategies.joint import Joint
+from ganmemory.lifelong.tasks import TaskData
+
+# ---------------------------------------------------------------- tasks
+
+
+def test_split_mnist_has_five_disjoint_tasks_with_consecutive_global_ids():
+    tasks = parse_tasks(None, "split-mnist")
+    assert tasks == parse_tasks("split:mnist:5")
+    assert [t.classes for t in tasks] == [("0", "1"), ("2", "3"), ("4", "5"), ("6", "7"), ("8", "9")]
+    assert [t.global_ids for t in tasks] == [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
+    assert [t.test_spec for t in tasks][0] == "mnist:0,1@test"
+    seen = [c for t in tasks for c in t.classes]
+    assert len(seen) == len(set(seen))
+
+
+def test_split_rule_near_equal_groups_and_mixed_datasets():
+    tasks = parse_tasks("split:mnist:3;fashion-mnist:bag,0")
+    assert [len(t.classes) for t in tasks] == [4, 3, 3, 2]  # 10 = 4 + 3 + 3: the first groups get one more
+    assert tasks[3].classes == ("bag", "tshirt")  # class indices resolve to the dataset's names
+    assert tasks[3].global_ids == (10, 11)  # ids continue in order of first appearance
+
+
+def test_task_data_labels_are_global_ids_of_the_right_images():
+    first, second = parse_tasks("mnist:7,3;mnist:5")
+    assert first.global_ids == (0, 1) and second.global_ids == (2,)
+    data = load_task_data(first, 32)
+    assert data.train_images.dtype == np.uint8 and data.train_labels.dtype == np.int64
+    assert set(np.unique(data.test_labels)) == {0, 1}
+    for gid, digit in ((0, "7"), (1, "3")):
+        ref = load_data(f"mnist:{digit}@test", 32).images
+        np.testing.assert_array_equal(data.test_images[data.test_labels == gid], ref)
+    np.testing.assert_array_equal(data.train_images[data.train_labels == 1], load_data("mnist:3", 32).images)
+    assert set(np.unique(load_task_data(second, 32).test_labels)) == {2}
+
+
+def test_overlapping_tasks_error_names_both():
+    with pytest.raises(GanMemoryError, match=r"task 1 \(mnist:0,1\) and task 3 \(mnist:1,4\) share class '1'"):
+        parse_tasks("mnist:0,1;mnist:2,3;mnist:1,4")
+
+
+@pytest.mark.parametrize("tasks,message", [
+    ("./some/folder", "is an image folder"),
+    ("emoji:Animals", "emoji has no train/test splits"),
+    ("mnist:0,1@test", "drop '@test'"),
+    ("mnist:0;;mnist:1", "empty task"),
+    ("split:mnist:0", "K must be between 1 and the 10 classes"),
+    ("split:mnist", "split:NAME:K"),
+    ("mnist:0,0", "listed twice"),
+])
+def test_bad_task_strings(tasks, message):
+    with pytest.raises(GanMemoryError, match=message):
+        parse_tasks(tasks)
+
+
+def test_tasks_or_benchmark_exactly_one():
+    with pytest.raises(GanMemoryError, match="exactly one"):
+        parse_tasks("mnist:0", "split-mnist")
+    with pytest.raises(GanMemoryError, match="unknown benchmark 'nope'"):
+        parse_tasks(None, "nope")
+
+# ---------------------------------------------------------------- config, classifier, registry
+
+
+def test_config_validation_and_round_trip():
+    cfg = LifelongConfig(iters=5, ewc_lambda=10.0)
+    assert LifelongConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(GanMemoryError, match="--iters must be >= 1"):
+        LifelongConfig(iters=0)
+    with pytest.raises(GanMemoryError, match="--classifier must be one of cnn, el0"):
+        LifelongConfig(classifier="resnet")
+    with pytest.raises(GanMemoryError, match="unknown lifelong option"):
+        LifelongConfig.from_dict({"iter": 3})
+
+
+def test_cnn_parameter_count_and_shapes():
+    model = Classifier(10)
+    assert model.n_parameters() == 356_810 == 355_520 + 129 * 10  # as the docstring says
+    assert model(torch.zeros(3, 3, 32, 32)).shape == (3, 10)
+
+
+def test_to_input_keeps_orientation_and_range():
+    img = np.zeros((1, 4, 4, 3), np.uint8)
+    img[0, 0, 3] = 255  # top right corner
+    x = to_input(img)  # [1, 3, 4, 4]
+    assert x.shape == (1, 3, 4, 4) and x.min() == -1 and x.max() == 1
+    assert (x[0, :, 0, 3] == 1).all() and x[0, :, 0, 0].eq(-1).all()
+
+
+def test_strategy_registry(monkeypatch):
+    assert get_strategy("finetune").name == "finetune" and get_strategy("ewc") is EWC
+    with pytest.raises(GanMemoryError, match="unknown strategy 'nope'; known: finetune, ewc, joint"):
+        get_strategy("nope")
+    monkeypatch.setitem(strategies_pkg.STRATEGIES, "ghost",
+                        strategies_pkg.StrategyEntry("no_such_module", "Ghost", "missing"))
+    with pytest.raises(GanMemoryError, match="strategy 'ghost' is not available"):
+        get_strategy("ghost")
+    with pytest.raises(GanMemoryError, match="strategy 'finetune' does not take the option"):
+        make_strategy("finetune", LifelongConfig(), ".", print, {"memory": "x"})
+
+# ---------------------------------------------------------------- replay pool
+
+
+def _constant_images(values, uint8, size=4):
+    """One image per value, every pixel equal to it: the draw's pairing can be read back."""
+    if uint8:
+        return torch.tensor(values, dtype=torch.uint8)[:, None, None, None].expand(-1, size, size, 3).clone()
+    return torch.tensor(values, dtype=torch.float32)[:, None, None, None].expand(-1, 3, size, size).clone()
+
+
+def test_replay_pool_draws_the_same_count_from_every_task():
+    pool = ReplayPool()
+    assert pool.draw(5, torch.Generator().manual_seed(0)) is None
+    pool.add("a", _constant_images([0, 255] * 5, uint8=True), torch.tensor([0, 1] * 5))  # 10 images
+    pool.add("b", _constant_images([-0.5, 0.5, 0.25], uint8=False), torch.tensor([4, 5, 6]))  # 3 images
+    assert pool.sizes() == {"a": 10, "b": 3}
+    x, y = pool.draw(7, torch.Generator().manual_seed(1))
+    assert x.shape == (14, 3, 4, 4) and x.dtype == torch.float32 and y.shape == (14,)
+    assert set(y[:7].tolist()) <= {0, 1} and set(y[7:].tolist()) <= {4, 5, 6}
+    value = {0: -1.0, 1: 1.0, 4: -0.5, 5: 0.5, 6: 0.25}  # uint8 pools come back in [-1, 1]
+    for img, label in zip(x, y.tolist()):
+        assert torch.all(img == value[label])
+    with pytest.raises(ValueError, match="one label per image"):
+        pool.add("c", _constant_images([1, 2], uint8=True), torch.tensor([0]))
+
+
+class _Recorder(Strategy):
+    """Replays one earlier task and records what the runner asks and feeds."""
+    name = "recorder"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pool, self.asked = ReplayPool(), []
+        self.pool.add("earlier", _constant_images([7] * 4, uint8=True, size=8), torch.full((4,), 3))
+
+    def replay(self, n_current, gen):
+        self.asked.append(n_current)
+        return self.pool.draw(n_current, gen)
+
+
+def test_train_task_appends_replay_of_batch_size_per_earlier_task(tmp_path):
+    cfg = LifelongConfig(iters=3, batch_size=6, resolution=8)
+    model = Classifier(4, resolution=8)
+    seen = []
+    model.register_forward_hook(lambda m, inp, out: seen.append(len(inp[0])))
+    strategy = _Recorder(cfg, tmp_path, print)
+    images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
+    train_task(model, images, np.zeros(20, np.int64), strategy, cfg, 1, "test", progress=False)
+    assert strategy.asked == [6, 6, 6] and seen == [12, 12, 12]
+
+# ---------------------------------------------------------------- EWC
+
+
+def test_ewc_penalty_formula():
+    params = [torch.tensor([1.0, 2.0]), torch.tensor([[3.0]])]
+    anchors = [torch.tensor([0.0, 0.0]), torch.tensor([[1.0]])]
+    fisher = [torch.tensor([0.5, 2.0]), torch.tensor([[4.0]])]
+    # (10 / 2) * (0.5 * 1 + 2 * 4 + 4 * 4) = 122.5
+    assert float(ewc_penalty(params, anchors, fisher, 10.0)) == pytest.approx(122.5)
+    assert float(ewc_penalty(anchors, anchors, fisher, 10.0)) == 0.0
+
+
+def test_ewc_strategy_penalty_zero_at_anchor_and_positive_away(tmp_path):
+    cfg = LifelongConfig(fisher_samples=8, resolution=8)
+    model = Classifier(4, resolution=8)
+    ewc = EWC(cfg, tmp_path, lambda s: None)
+    assert ewc.penalty(model) is None  # nothing to protect before the first task
+    rng = np.random.default_rng(0)
+    data = TaskData(rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8), np.zeros(12, np.int64),
+                    np.zeros((1, 8, 8, 3), np.uint8), np.zeros(1, np.int64))
+    ewc.after_task(model, 0, parse_tasks("mnist:0")[0], data)
+    assert float(ewc.penalty(model).detach()) == 0.0
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    assert float(ewc.penalty(model).detach()) > 0
+
+
+def test_fisher_is_the_mean_of_squared_per_image_gradients():
+    model = Classifier(3, resolution=8)
+    images = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    fisher = diagonal_fisher(model, images, torch.Generator().manual_seed(0))
+    # the same sampled labels: diagonal_fisher draws them from the model's softmax with this generator
+    with torch.no_grad():
+        labels = torch.multinomial(model(to_input(images)).softmax(1), 1,
+                                   generator=torch.Generator().manual_seed(0))[:, 0]
+    ref = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for i in range(len(images)):
+        model.zero_grad()
+        F.cross_entropy(model(to_input(images[i:i + 1])), labels[i:i + 1]).backward()
+        for n, p in model.named_parameters():
+            ref[n] += p.grad.pow(2) / len(images)
+    for n in ref:
+        torch.testing.assert_close(fisher[n], ref[n], rtol=1e-4, atol=1e-9)
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_average_forgetting_and_accuracy_by_hand():
+    matrix = [[0.9], [0.5, 0.8], [0.3, 0.6, 0.95]]
+    # task 0: max(0.9, 0.5) - 0.3 = 0.6; task 1: 0.8 - 0.6 = 0.2; mean 0.4
+    assert average_forgetting(matrix) == pytest.approx(0.4)
+    assert average_accuracy(matrix[-1]) == pytest.approx((0.3 + 0.6 + 0.95) / 3)
+    assert math.isnan(average_forgetting([[0.7]]))
+    with pytest.raises(ValueError, match="rows of length"):
+        average_forgetting([[0.1, 0.2]])
+
+
+def test_pooled_accuracy_equals_accuracy_on_the_union():
+    model = Classifier(3, resolution=8)
+    rng = np.random.default_rng(2)
+    sets = [(rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8), rng.integers(0, 3, n)) for n in (7, 13)]
+    row = accuracy_row(model, sets)
+    assert pooled_accuracy(row, [7, 13]) == pytest.approx(seen_class_accuracy(model, sets))
+    union = (np.concatenate([x for x, _ in sets]), np.concatenate([y for _, y in sets]))
+    assert seen_class_accuracy(model, sets) == pytest.approx(accuracy(model, *union))
+    assert accuracy(model, *union, batch=3) == accuracy(model, *union)  # batch size does not change it
+
+
+def test_joint_trains_on_every_task_so_far(tmp_path):
+    joint = Joint(LifelongConfig(), tmp_path, print)
+    a = TaskData(np.zeros((3, 4, 4, 3), np.uint8), np.array([0, 1, 0]), None, None)
+    b = TaskData(np.ones((2, 4, 4, 3), np.uint8), np.array([2, 3]), None, None)
+    task = parse_tasks("mnist:0")[0]
+    assert len(joint.train_arrays(0, task, a)[0]) == 3
+    joint.after_task(None, 0, task, a)
+    images, labels = joint.train_arrays(1, task, b)
+    assert images.shape == (5, 4, 4, 3) and labels.tolist() == [0, 1, 0, 2, 3]
+
+# ---------------------------------------------------------------- the runner, end to end
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "ewc", "joint"])
+def test_tiny_run_writes_results(tmp_path, strategy):
+    tasks = parse_tasks("mnist:0,1;mnist:2,3")
+    cfg = LifelongConfig(iters=20, batch_size=16, fisher_samples=16)
+    lines = []
+    res = run_lifelong(tasks, strategy, cfg, tmp_path, progress=False, log=lines.append)
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert stored == json.loads(json.dumps(res))
+    matrix = stored["accuracy_matrix"]
+    assert [len(r) for r in matrix] == [1, 2]
+    assert all(0.0 <= a <= 1.0 for r in matrix for a in r)
+    assert len(stored["seen_class_accuracy"]) == len(stored["average_accuracy"]) == 2
+    assert stored["final_average_accuracy"] == pytest.approx(np.mean(matrix[1]))
+    assert stored["average_forgetting"] == pytest.approx(matrix[0][0] - matrix[1][0])  # one earlier task
+    assert stored["n_classes"] == 4 and stored["classifier"]["parameters"] == 355_520 + 129 * 4
+    assert stored["complete"] and len(stored["seconds_per_task"]) == 2 and stored["strategy"] == strategy
+    assert stored["config"] == cfg.to_dict()
+    table = (tmp_path / "table.md").read_text().splitlines()
+    assert sum(line.startswith("| 1: mnist:0,1") or line.startswith("| 2: mnist:2,3") for line in table) == 2
+    assert (tmp_path / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any("accuracy on seen classes" in line for line in lines)
+
+
+def test_runs_are_deterministic(tmp_path):
+    tasks = parse_tasks("mnist:0,1")
+    cfg = LifelongConfig(iters=5, batch_size=8)
+    a = run_lifelong(tasks, "finetune", cfg, tmp_path / "a", progress=False, log=lambda s: None)
+    b = run_lifelong(tasks, "finetune", cfg, tmp_path / "b", progress=False, log=lambda s: None)
+    assert a["accuracy_matrix"] == b["accuracy_matrix"] and a["last_loss"] == b["last_loss"]
