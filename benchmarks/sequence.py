@@ -28,13 +28,13 @@ from pathlib import Path
 
 import torch
 
-from ganmemory.atomic import atomic_write_json
+from ganmemory.atomic import atomic_write_bytes, atomic_write_json
 from ganmemory.data import load_data
 from ganmemory.evaluate import Scorer, real_floor
 from ganmemory.memory import MemoryBank
 from ganmemory.metrics.features import build_extractor
 from ganmemory.nets import Discriminator, Generator
-from ganmemory.plots import plot_curves
+from ganmemory.plots import plot_panels
 from ganmemory.source import Source
 from ganmemory.train import GANTrainer, TrainConfig
 from ganmemory.train.loop import fit
@@ -69,9 +69,13 @@ def main() -> None:
     p.add_argument("--out", default="runs/sequence")
     p.add_argument("--source", default=None, help="source file (default: the shipped one)")
     p.add_argument("--methods", nargs="+", default=["gan-memory", "finetune", "scratch", "sequential"])
+    p.add_argument("--report-only", metavar="RESULTS_JSON", help="only redraw the tables and plot of a finished run")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.report_only:
+        write_report(json.loads(Path(a.report_only).read_text()), out)
+        return
     t_all = time.perf_counter()
     src = Source.load(a.source)
     res, zd = src.cfg.resolution, src.cfg.z_dim
@@ -133,6 +137,11 @@ def main() -> None:
 
     results["seconds"] = round(time.perf_counter() - t_all)
     checkpoint()
+    write_report(results, out)
+
+
+def write_report(results: dict, out: Path) -> None:
+    """table.md, forgetting.md and fd.png from a results dict (also from a saved results.json)."""
     iters = sorted({it for c in results["curves"].values() for it, _ in c})
     lines = ["| method / task | " + " | ".join(f"{it}" for it in iters) + " | stored per task |",
              "|---|" + "---|" * (len(iters) + 1)]
@@ -143,16 +152,24 @@ def main() -> None:
                      + f" | {results['params'][method]:,} |")
     for t, v in results["floor"].items():
         lines.append(f"| floor (real vs real) / {t} | " + " | ".join(f"{v:.1f}" for _ in iters) + " | |")
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    if "forgetting" in results:
-        f_lines = ["| task | " + " | ".join(f"after {t}" for t in TASKS) + " |", "|---|" + "---|" * len(TASKS)]
-        for old, vals in results["forgetting"].items():
-            d = dict(vals)
-            f_lines.append(f"| {old} | " + " | ".join(f"{d[t]:.1f}" if t in d else "" for t in TASKS) + " |")
-        (out / "forgetting.md").write_text("\n".join(f_lines) + "\n")
-    plot_curves({k: tuple(zip(*v)) for k, v in results["curves"].items()}, out / "fd.png",
-                title="FD-EL0 against iterations (EfficientNet-Lite0 features, not FID)",
-                xlabel="iteration", ylabel="FD-EL0")
+    atomic_write_bytes(out / "table.md", ("\n".join(lines) + "\n").encode())
+    f_lines = ["| method / task | " + " | ".join(f"after {t}" for t in TASKS) + " |", "|---|" + "---|" * len(TASKS)]
+    for old, vals in results.get("forgetting", {}).items():
+        d = dict(vals)
+        f_lines.append(f"| sequential / {old} | " + " | ".join(f"{d[t]:.1f}" if t in d else "" for t in TASKS) + " |")
+    for old, after in results.get("after_sequence", {}).get("gan-memory", {}).items():
+        own = dict(results["curves"][f"gan-memory/{old}"])[max(dict(results["curves"][f"gan-memory/{old}"]))]
+        cells = [f"{own:.4f}" if t == old else (f"{after:.4f}" if t == TASKS[-1] else "") for t in TASKS]
+        f_lines.append(f"| gan-memory / {old} | " + " | ".join(cells) + " |")
+    atomic_write_bytes(out / "forgetting.md", ("\n".join(f_lines) + "\n").encode())
+    panels = {t: {k.split("/")[0]: tuple(zip(*v)) for k, v in results["curves"].items() if k.endswith("/" + t)}
+              for t in TASKS}
+    panels = {t: c for t, c in panels.items() if c}
+    for t, c in panels.items():
+        iters_t = [it for xs, _ in c.values() for it in xs]
+        c["floor (real vs real)"] = ([min(iters_t), max(iters_t)], [results["floor"][t]] * 2)
+    plot_panels(panels, out / "fd.png", xlabel="iteration", ylabel="FD-EL0",
+                suptitle="FD-EL0 against iterations, task by task (EfficientNet-Lite0 features, not FID)")
     print((out / "table.md").read_text())
     print(f"total {results['seconds'] / 60:.1f} min; results in {out}")
 

@@ -341,7 +341,7 @@ def cmd_list(a: argparse.Namespace) -> int:
     n_task, n_g = bank.generator_param_count()
     print(f"bank {bank.root}: source {bank.source.file_hash}, {bank.cfg.resolution} px, nf {bank.cfg.nf}, "
           f"generator {n_g:,} parameters; each task trains {n_task:,} of them ({100 * n_task / n_g:.1f} % of G)")
-    head = f"{'task':<20} {'data':<28} {'iters':>7} {'parameters':>11} {'% of G':>7} {'bytes':>11}"
+    head = f"{'task':<20} {'data':<28} {'iters':>7} {'parameters':>11} {'% of G':>7} {'bytes':>11}  kind"
     print(head)
     print("-" * len(head))
     for t in bank.task_infos():
@@ -350,8 +350,11 @@ def cmd_list(a: argparse.Namespace) -> int:
             continue
         m = t.meta
         n = m.get("task_parameters", n_task)
+        kind = [f"conditional, {m['n_classes']} classes"] if m.get("n_classes") else []
+        if m.get("compressed"):
+            kind.append(f"compressed ({m['compressed'].get('mode', 'per-task')}, energy {m['compressed']['energy']})")
         print(f"{t.name:<20} {m.get('data', '?'):<28.28} {m.get('iterations', 0):>7} {n:>11,} "
-              f"{100 * n / n_g:>6.1f}% {t.bytes:>11,}")
+              f"{100 * n / n_g:>6.1f}% {t.bytes:>11,}  {'; '.join(kind) or 'unconditional'}")
     return 0
 
 
