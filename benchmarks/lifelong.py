@@ -53,8 +53,13 @@ def main() -> None:
     p.add_argument("--replay-pool", type=int, default=10_000)
     p.add_argument("--out", default="runs/lifelong")
     p.add_argument("--device", default="cpu", help="e.g. cuda: the classifier and the GANs")
+    p.add_argument("--report-only", metavar="RESULTS_JSON", help="only rewrite the table of a finished run")
     a = p.parse_args()
     out = Path(a.out)
+    if a.report_only:
+        out.mkdir(parents=True, exist_ok=True)
+        write_table(json.loads(Path(a.report_only).read_text()), out)
+        return
     tasks = parse_tasks(None, "split-mnist")
     results = {"config": vars(a), "date": time.strftime("%Y-%m-%d"),
                "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -74,6 +79,11 @@ def main() -> None:
             print(f"{strategy} seed {seed}: {100 * r['final_average_accuracy']:.2f} % "
                   f"in {r['seconds_total']:.0f} s", flush=True)
 
+    write_table(results, out)
+
+
+def write_table(results: dict, out: Path) -> None:
+    """OUT/table.md from a results dict (also from a saved results.json)."""
     lines = ["| method | final average accuracy | average forgetting | wall time per run |", "|---|---|---|---|"]
     for strategy, runs in results["runs"].items():
         accs = [100 * r["final_average_accuracy"] for r in runs]
