@@ -6,7 +6,6 @@ import torch
 
 from ganmemory.compress import compress_state, expand_state, lowrank
 from ganmemory.memory import MemoryBank
-from ganmemory.nets import NetConfig
 from ganmemory.train import TrainConfig
 
 FAST = dict(iters=3, batch_size=4, sample_every=0, ckpt_every=0)

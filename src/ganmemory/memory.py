@@ -219,9 +219,8 @@ class MemoryBank:
             return self.sample_pairs([(t, c) for t in names for c in classes], n, seed)
         z = latents(n, self.cfg.z_dim, seed)
         ys = [self.class_indices(t, None, n) for t in names]
-        same_kind = all((y is None) == (ys[0] is None) for y in ys)
-        if batched and len(names) > 1 and same_kind and len({self.task_meta(t).get("n_classes", 0)
-                                                               for t in names}) == 1:
+        # one grouped pass needs task states of one shape: the same number of classes
+        if batched and len(names) > 1 and len({self.task_meta(t).get("n_classes", 0) for t in names}) == 1:
             return self.sample_batched(names, z, ys[0])
         return torch.cat([generate(self.task_generator(t), z, y) for t, y in zip(names, ys)])
 
