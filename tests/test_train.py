@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 from ganmemory.data import ImageSet
-from ganmemory.nets import Discriminator, Generator
+from ganmemory.nets import Discriminator, Generator, NetConfig
+from ganmemory.nets.modulated import MODULATED, ModulatedConv2d, kernels_built_once
 from ganmemory.train import GANTrainer, TrainConfig, ema_update, r1_penalty
 from ganmemory.train.loop import fit, load_checkpoint
 from ganmemory.train.losses import d_loss_nonsaturating, g_loss_nonsaturating
@@ -109,3 +110,74 @@ def test_train_log_and_samples_written(tiny_cfg, tmp_path):
     assert len(lines) == 2 and '"iteration": 4' in lines[-1]
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["iter_0000002.png", "iter_0000004.png"]
     assert (tmp_path / "checkpoint.safetensors").exists()
+
+
+def _memory_pair(cfg_net, seed=0):
+    """A modulated G / D over a random source, every task parameter nudged off its start."""
+    torch.manual_seed(seed)
+    G_src, D_src = Generator(cfg_net), Discriminator(cfg_net)
+    G, D = Generator(cfg_net, modulated=True), Discriminator(cfg_net, modulated=True)
+    G.load_source(G_src.state_dict())
+    D.load_source(D_src.state_dict())
+    with torch.no_grad():
+        for p in G.task_parameters() + D.task_parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return G, D
+
+
+def test_a_1x1_input_meets_only_the_centre_tap():
+    conv = ModulatedConv2d(6, 5)
+    conv.init_from(torch.randn(5, 6, 3, 3), torch.randn(5))
+    x = torch.randn(4, 6, 1, 1)
+    y = conv(x)
+    w, b = conv.kernel()
+    want = torch.nn.functional.conv2d(x, w, b, padding=1)
+    assert y.shape == want.shape == (4, 5, 1, 1)
+    assert torch.allclose(y, want, atol=1e-6)
+    (g_fast,) = torch.autograd.grad(y.square().sum(), conv.gamma)
+    w, b = conv.kernel()
+    (g_conv,) = torch.autograd.grad(torch.nn.functional.conv2d(x, w, b, padding=1).square().sum(), conv.gamma)
+    assert torch.allclose(g_fast, g_conv, atol=1e-6)
+
+
+def test_kernels_built_once_give_the_same_gradients_and_are_cleared():
+    cfg = NetConfig(resolution=64, nf=2)  # 64 px: the 1x1 first block and the fc are in play
+    G, D = _memory_pair(cfg)
+    z = torch.randn(3, cfg.z_dim)
+    loss = D(G(z)).sum() + D(G(z * 0.5)).sum()
+    eager = torch.autograd.grad(loss, G.task_parameters())
+    with kernels_built_once(G, D):
+        layer = G.resnet_0_0.conv_0
+        assert layer.kernel() is layer.kernel()  # built once, reused by every call
+        with torch.no_grad():
+            G(z)  # a no-grad call in between must not spoil the later backward
+        loss = D(G(z)).sum() + D(G(z * 0.5)).sum()
+        once = torch.autograd.grad(loss, G.task_parameters())
+    assert all(m.built is None for m in list(G.modules()) + list(D.modules()) if isinstance(m, MODULATED))
+    for a, b in zip(eager, once, strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fast_step_matches_the_eager_reference_step():
+    """GANTrainer's speed options (kernels built once per step, fused Adam) change no maths:
+    one step lands on the same parameters to float rounding, and three steps report the
+    same losses. (Adam with beta1 = 0 turns rounding noise in near-zero gradients into
+    lr-sized steps, so later parameters are compared through the losses.)"""
+    cfg = NetConfig(resolution=64, nf=2)
+    imgs = torch.from_numpy(_images(n=4, res=64).images)
+    trainers = {}
+    for fast in (False, True):
+        G, D = _memory_pair(cfg)
+        trainers[fast] = GANTrainer(G, D, TrainConfig(batch_size=4, seed=5), g_params=G.task_parameters(),
+                                    d_params=D.task_parameters(), fast=fast)
+    stats = {fast: [tr.train_step(imgs, torch.zeros(4, dtype=torch.long))] for fast, tr in trainers.items()}
+    for name in ("G", "D", "G_ema"):
+        a = getattr(trainers[False], name).task_state_dict()
+        b = getattr(trainers[True], name).task_state_dict()
+        for k in a:
+            assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), f"{name}.{k} differs after one step"
+    for fast, tr in trainers.items():
+        stats[fast] += [tr.train_step(imgs, torch.zeros(4, dtype=torch.long)) for _ in range(2)]
+    for s_eager, s_fast in zip(stats[False], stats[True], strict=True):
+        for k in s_eager:
+            assert abs(s_eager[k] - s_fast[k]) <= 1e-4 * max(1.0, abs(s_eager[k])), k
