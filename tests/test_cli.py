@@ -88,6 +88,17 @@ def test_help_shows_examples():
     assert proc.returncode == 0 and "examples:" in proc.stdout and "--r1" in proc.stdout
 
 
+def test_every_help_page_prints():
+    from ganmemory.cli import build_parser
+    commands = build_parser()._subparsers._group_actions[0].choices
+    top = run("--help")
+    assert top.returncode == 0 and top.stderr == "", top.stderr
+    for name in commands:
+        assert name in top.stdout
+        proc = run(name, "--help")
+        assert proc.returncode == 0 and proc.stderr == "", f"{name} --help: {proc.stderr}"
+
+
 @pytest.fixture
 def cli_bank(tmp_path, tiny_source, image_folder):
     bank = tmp_path / "bank"

@@ -27,7 +27,9 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 def _add(sub, name: str, help_: str, epilog: str = "") -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help_, description=help_, epilog=epilog, formatter_class=_Formatter)
+    # argparse %-formats help strings (not descriptions): a literal % must be doubled there
+    return sub.add_parser(name, help=help_.replace("%", "%%"), description=help_, epilog=epilog,
+                          formatter_class=_Formatter)
 
 
 def _positive(text: str) -> int:
