@@ -160,3 +160,17 @@ def test_lifelong_cli_writes_results_and_a_conditional_sample(tmp_path, tiny_sou
     assert proc.returncode == 0 and "wrote 4 samples" in proc.stdout, proc.stderr
     _one_clear_error(run("sample", "--memory", str(out / "memory"), "--task", "t1-mnist-2-3", "--class", "7",
                          "--out", str(tmp_path / "x.png")), "has no class '7'")
+
+
+def test_learn_lowrank_and_its_options(tmp_path, cli_bank, image_folder):
+    proc = run("learn", "--memory", str(cli_bank), "--task", "low", "--data", image_folder["b"], "--iters", "2",
+               "--batch", "4", "--sample-every", "0", "--lowrank", "--lowrank-energy", "0.95")
+    assert proc.returncode == 0, proc.stderr
+    listing = run("list", "--memory", str(cli_bank)).stdout
+    assert "lowrank-trained, energy 0.95" in listing
+    assert run("sample", "--memory", str(cli_bank), "--task", "low", "-n", "4", "--out",
+               str(tmp_path / "low.png")).returncode == 0
+    _one_clear_error(run("learn", "--memory", str(cli_bank), "--task", "x", "--data", image_folder["b"],
+                         "--lowrank-energy", "0.8"), "--lowrank-energy and --lowrank-init need --lowrank")
+    _one_clear_error(run("learn", "--memory", str(cli_bank), "--task", "x", "--data", image_folder["b"],
+                         "--lowrank", "--lowrank-energy", "1.5"), "--lowrank-energy must be in (0, 1]")

@@ -117,3 +117,165 @@ def test_merge_refuses_tasks_over_shared_bases(tmp_path, bank, tiny_source):
     with pytest.raises(GanMemoryError, match="shared bases"):
         other.merge([out.root])
     assert other.tasks() == []
+
+
+# ------------------------------------------------------------------ learn --lowrank
+
+
+def _quiet(_m):
+    pass
+
+
+def test_fold_residual_keeps_the_energy_asked_and_adds_nothing_when_explained():
+    from ganmemory.compress import fold_residual
+    g = torch.Generator().manual_seed(0)
+    u, v = torch.randn(12, 3, generator=g, dtype=torch.float64), torch.randn(9, 3, generator=g, dtype=torch.float64)
+    s = torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64)
+    # a task its bases explain: no residual, no new columns, its coefficients kept as they are
+    u_new, v_new, coeffs = fold_residual(u, v, s, torch.zeros(12, 9, dtype=torch.float64), 0.9)
+    assert u_new.shape == (12, 0) and v_new.shape == (9, 0) and torch.equal(coeffs, s)
+    # a rank-2 residual at energy 1: exactly two columns, and the matrix comes back
+    r = torch.randn(12, 2, generator=g, dtype=torch.float64) @ torch.randn(2, 9, generator=g, dtype=torch.float64)
+    u_new, v_new, coeffs = fold_residual(u, v, s, r, 1.0)
+    assert u_new.shape == (12, 2) and len(coeffs) == 5
+    rebuilt = (torch.cat([u, u_new], 1) * coeffs) @ torch.cat([v, v_new], 1).T
+    assert torch.allclose(rebuilt, (u * s) @ v.T + r, atol=1e-10)
+    # a lower energy drops as much of R's tail as (1 - energy) of the whole change allows
+    r = torch.randn(12, 9, generator=g, dtype=torch.float64)
+    delta = (u * s) @ v.T + r
+    u_new, v_new, coeffs = fold_residual(u, v, s, r, 0.8)
+    rebuilt = (torch.cat([u, u_new], 1) * coeffs) @ torch.cat([v, v_new], 1).T
+    assert ((rebuilt - delta) ** 2).sum() <= 0.2 * (delta ** 2).sum()
+    assert 0 < u_new.shape[1] < 9
+
+
+def test_singular_value_penalty_formula_and_period():
+    from ganmemory.compress import LowRankConfig
+    from ganmemory.memory import _penalty
+    from ganmemory.train.losses import singular_value_penalty
+    s = torch.tensor([1.0, -2.0, 3.0, 0.0])
+    want = sum(abs(float(x)) * (0.1 + 1 / (1 + torch.exp(torch.tensor(-10 * i / 4)).item())) for i, x in enumerate(s))
+    assert abs(float(singular_value_penalty(s)) - want) < 1e-5
+    assert float(singular_value_penalty(torch.zeros(0))) == 0.0
+    reg = _penalty(LowRankConfig(penalty=0.5, penalty_every=10), [s])
+    assert reg(3) is None and abs(float(reg(20)) - 0.5 * want) < 1e-5
+
+
+def _spy_on_fold(monkeypatch, z):
+    """Capture what the trained EMA generator draws just before its residuals are folded."""
+    seen = {}
+    original = MemoryBank._write_lowrank_task
+
+    def spy(self, name, G_ema, *args, **kwargs):
+        with torch.no_grad():
+            seen[name] = G_ema.eval()(z)
+        return original(self, name, G_ema, *args, **kwargs)
+    monkeypatch.setattr(MemoryBank, "_write_lowrank_task", spy)
+    return seen
+
+
+def test_lowrank_learn_at_energy_one_stores_the_trained_generator(tmp_path, tiny_source, image_folder, monkeypatch):
+    from ganmemory.compress import LowRankConfig
+    from ganmemory.source import latents
+    bank = MemoryBank.create(tmp_path / "bank", tiny_source)
+    z = latents(6, bank.cfg.z_dim, 3)
+    seen = _spy_on_fold(monkeypatch, z)
+    for name, seed in (("a", 0), ("b", 1)):
+        bank.learn(name, image_folder[name], TrainConfig(**FAST, seed=seed), progress=False, log=_quiet,
+                   lowrank=LowRankConfig(energy=1.0))
+        with torch.no_grad():
+            stored = MemoryBank(bank.root).task_generator(name)(z)
+        assert (stored - seen[name]).abs().max() <= 1e-4, name
+
+
+def test_lowrank_tasks_grow_the_bases_and_leave_earlier_tasks_bit_identical(tmp_path, tiny_source, image_folder):
+    from ganmemory.compress import SDIAG_SUFFIX, TRAINED_U, LowRankConfig
+    from ganmemory.errors import GanMemoryError
+    from ganmemory.nets import Generator
+    bank = MemoryBank.create(tmp_path / "bank", tiny_source)
+    cfg = LowRankConfig(energy=0.9)
+    bank.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=_quiet, lowrank=cfg)
+    a_samples, a_bases = bank.sample("a", 6, seed=1), bank.shared_bases()
+    meta = bank.task_meta("a")
+    assert meta["compressed"]["mode"] == "lowrank-trained" and meta["compressed"]["basis_parameters_added"] > 0
+    from ganmemory.store import load_artifact
+    a_tensors = load_artifact(bank._task_path("a"))[0]
+    # the task is charged for what it stores plus the basis columns it added
+    assert meta["task_parameters"] == sum(t.numel() for t in a_tensors.values()) \
+        + meta["compressed"]["basis_parameters_added"]
+    key = "G.resnet_0_0.conv_0.gamma"
+    k_a = a_bases[key[2:] + TRAINED_U].shape[1]
+    assert a_tensors[key + SDIAG_SUFFIX].shape == (k_a,) and key not in a_tensors
+    assert not any(k.startswith(("D.", "G_train.", "opt_")) for k in a_tensors)  # only what sampling needs
+
+    # the next task starts from a's coefficients (the paper's init) over a's columns
+    G = Generator(bank.cfg, modulated=True)
+    G.load_source(bank.source.G.state_dict())
+    factors = bank._factorise(G, cfg)
+    assert torch.equal(factors[key[2:]].s.detach(), a_tensors[key + SDIAG_SUFFIX])
+    assert not G.resnet_0_0.conv_0.gamma.requires_grad and G.resnet_0_0.conv_0.gamma_lowrank.r.requires_grad
+
+    bank.learn("b", image_folder["b"], TrainConfig(**FAST, seed=1), progress=False, log=_quiet, lowrank=cfg)
+    grown = bank.shared_bases()
+    for k, v in a_bases.items():  # the bases only grow: a's prefix is untouched
+        assert torch.equal(grown[k][:, : v.shape[1]], v)
+    assert any(grown[k].shape[1] > v.shape[1] for k, v in a_bases.items())
+    assert torch.equal(MemoryBank(bank.root).sample("a", 6, seed=1), a_samples)
+    with pytest.raises(GanMemoryError, match="already compressed"):
+        bank.compress(["b"], 0.9, torch.float32)
+    other = MemoryBank.create(tmp_path / "other", tiny_source)
+    with pytest.raises(GanMemoryError, match="shared bases"):
+        other.merge([bank.root])
+
+
+def test_a_factorised_task_starts_at_the_source(tiny_source):
+    from ganmemory.source import Source, latents
+    src = Source.load(tiny_source)
+    G = Generator_modulated(src)
+    z = latents(5, src.cfg.z_dim, 0)
+    before = G(z)
+    for m in G.modules():
+        if hasattr(m, "factorise"):
+            for name in ("gamma", "beta"):
+                co, ci = getattr(m, name).shape
+                m.factorise(name, torch.randn(co, 3), torch.randn(ci, 3), torch.zeros(3))
+    G.freeze_source()
+    assert torch.equal(G(z), before)
+
+
+def Generator_modulated(src):
+    from ganmemory.nets import Generator
+    G = Generator(src.cfg, modulated=True)
+    G.load_source(src.G.state_dict())
+    return G
+
+
+def test_interrupted_lowrank_learn_resumes_exactly(tmp_path, tiny_source, image_folder, monkeypatch):
+    from ganmemory.compress import LowRankConfig
+    from ganmemory.errors import GanMemoryError
+    from ganmemory.train import GANTrainer
+    cfg = TrainConfig(iters=4, batch_size=4, sample_every=0, ckpt_every=1, seed=2)
+    low = LowRankConfig(energy=0.95, penalty_every=2)
+    straight = MemoryBank.create(tmp_path / "straight", tiny_source)
+    straight.learn("b", image_folder["b"], cfg, progress=False, log=_quiet, lowrank=low)
+
+    bank = MemoryBank.create(tmp_path / "bank", tiny_source)
+    step = GANTrainer.train_step
+
+    def die_at_3(self, *args):
+        if self.iteration == 3:
+            raise KeyboardInterrupt
+        return step(self, *args)
+    monkeypatch.setattr(GANTrainer, "train_step", die_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        bank.learn("b", image_folder["b"], cfg, progress=False, log=_quiet, lowrank=low)
+    monkeypatch.setattr(GANTrainer, "train_step", step)
+    with pytest.raises(GanMemoryError, match="cannot resume"):  # the low-rank options must match
+        bank.learn("b", image_folder["b"], cfg, resume=True, progress=False, log=_quiet,
+                   lowrank=LowRankConfig(energy=0.8, penalty_every=2))
+    bank.learn("b", image_folder["b"], cfg, resume=True, progress=False, log=_quiet, lowrank=low)
+    a, b = straight.load_task("b")[0], bank.load_task("b")[0]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert all(torch.equal(v, bank.shared_bases()[k]) for k, v in straight.shared_bases().items())

@@ -23,7 +23,11 @@ examples:
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default:" in text or action.default is None:  # says its own default, or has none to show
+            return text
+        return super()._get_help_string(action)
 
 
 def _add(sub, name: str, help_: str, epilog: str = "") -> argparse.ArgumentParser:
@@ -84,9 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
               "  ganmemory learn --memory bank/ --task flowers --data ./data/102flowers --iters 60000\n"
               "  ganmemory learn --memory bank/ --task flowers --data ./data/102flowers --iters 60000 --resume\n"
               "  ganmemory learn --memory bank/ --task d01 --data mnist:0,1 --conditional --no-flip\n"
+              "  ganmemory learn --memory bank/ --task shoes --data ./data/shoes --lowrank --lowrank-energy 0.9\n"
               "  torchrun --nproc_per_node 4 -m ganmemory learn --memory bank/ --task x --data mnist --device cuda\n"
               "Under torchrun each process trains its slice of every batch (--batch is the global batch);\n"
-              "only rank 0 writes files.")
+              "only rank 0 writes files.\n"
+              "--lowrank trains the generator's conv gamma/beta as start + U diag(s) V^T + R over bases the\n"
+              "bank accumulates, penalising trailing s; afterwards R's leading singular vectors join the\n"
+              "bases and the task keeps only s (METHOD.md section 4). Such a task cannot be trained further.")
     ln.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
     ln.add_argument("--task", required=True, metavar="NAME", help="name of the new task")
     ln.add_argument("--data", required=True, metavar="SPEC", help="built-in dataset spec or image folder")
@@ -101,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="score the task every K iterations and at the end (0: never); plot in BANK/plots/")
     ln.add_argument("--eval-n", type=_positive, default=1000, help="images per score during learn")
     ln.add_argument("--eval-metric", default="fd-el0", choices=("fd-el0", "kid-el0"), help="score during learn")
+    ln.add_argument("--lowrank", action="store_true", help="train in the bank's accumulated low-rank bases")
+    ln.add_argument("--lowrank-energy", type=float, default=0.9, metavar="E",
+                    help="with --lowrank: each matrix keeps this fraction of its squared change when stored")
+    ln.add_argument("--lowrank-init", default="previous", choices=("previous", "source"),
+                    help="with --lowrank: start the coefficients at the last low-rank task's (as the paper) "
+                         "or at zero (the source)")
 
     ev = _add(sub, "evaluate", "score a task against real data (FD-EL0, KID-EL0, or FID with Inception weights)",
               "examples:\n  ganmemory evaluate --memory bank/ --task digits --data mnist@test --n 5000\n"
@@ -312,11 +326,15 @@ def cmd_init(a: argparse.Namespace) -> int:
 def cmd_learn(a: argparse.Namespace) -> int:
     from .memory import MemoryBank
     from .distributed import setup
+    from .compress import LowRankConfig
+    if not a.lowrank and (a.lowrank_energy != 0.9 or a.lowrank_init != "previous"):
+        raise GanMemoryError("--lowrank-energy and --lowrank-init need --lowrank")
+    lowrank = LowRankConfig(energy=a.lowrank_energy, init=a.lowrank_init) if a.lowrank else None
     ctx = setup(a.device)
     bank = MemoryBank(a.memory)
-    meta = bank.learn(a.task, a.data, _train_cfg(a, conditional=a.conditional, flip=not a.no_flip), resume=a.resume, overwrite=a.overwrite,
-                      progress=ctx.is_writer, log=print if ctx.is_writer else (lambda _msg: None), dist=ctx,
-                      eval_every=a.eval_every, eval_n=a.eval_n, eval_metric=a.eval_metric)
+    meta = bank.learn(a.task, a.data, _train_cfg(a, conditional=a.conditional, flip=not a.no_flip), resume=a.resume,
+                      overwrite=a.overwrite, progress=ctx.is_writer, log=print if ctx.is_writer else (lambda _msg: None),
+                      dist=ctx, eval_every=a.eval_every, eval_n=a.eval_n, eval_metric=a.eval_metric, lowrank=lowrank)
     if not ctx.is_writer:
         return 0
     print(f"learned task '{a.task}' ({meta['iterations']} iterations, {meta['seconds'] / 60:.1f} min, "

@@ -10,13 +10,22 @@ be sampled, interpolated and replayed but not resumed.
 Shared bases (``compress_shared``): tasks, one after another, grow orthonormal bases U, V per
 matrix that the whole bank shares; a task adds the residual's leading singular vectors only
 until the bases hold ``energy`` of its matrix (an already explained task adds none) and keeps
-the core U^T M V. This is the paper's accumulation done after the fact; training in the bases
-(``learn --lowrank``, diagonal cores with a singular-value penalty) is not built yet.
+the core U^T M V. This is the paper's accumulation done after the fact.
+
+Training in the bases (``learn --lowrank``, METHOD.md section 4): each generator conv's gamma
+and beta train as start + U diag(s) V^T + R (``nets.modulated.LowRankDelta``) over the bank's
+trained bases, with a singular-value penalty on s. Afterwards ``fold_residual`` turns R's
+leading singular pairs into new basis columns, and the task stores only s (``NAME.sdiag``);
+``expand_trained`` rebuilds the matrix from the source's start, the bases and s.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
+
+from .configs import config_from_dict
 
 from .errors import GanMemoryError
 
@@ -156,4 +165,70 @@ def expand_shared(state: dict[str, torch.Tensor], bases: dict[str, torch.Tensor]
         if u.shape[1] < ku or v.shape[1] < kv:
             raise GanMemoryError(f"the shared bases hold too few columns for '{base}' (the task needs {ku} and {kv})")
         out[base] = (u @ t.double() @ v.T).float()
+    return out
+
+
+# ---------------------------------------------------------------- trained in the bases
+
+TRAINED_U, TRAINED_V, SDIAG_SUFFIX = ".trained_u", ".trained_v", ".sdiag"
+
+
+@dataclass(frozen=True)
+class LowRankConfig:
+    """Options of ``learn --lowrank`` (METHOD.md section 4)."""
+
+    energy: float = 0.9  # each matrix keeps this fraction of ||M - start||^2 when R is folded into the bases
+    penalty: float = 0.01  # weight of the singular-value penalty on s, as the paper
+    penalty_every: int = 10  # applied on every Nth generator step, as the paper
+    init: str = "previous"  # s starts at the bank's last low-rank task's ("previous", as the paper) or 0 ("source")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.energy <= 1:
+            raise GanMemoryError(f"--lowrank-energy must be in (0, 1], got {self.energy}")
+        if self.penalty < 0:
+            raise GanMemoryError(f"the low-rank penalty weight must be >= 0, got {self.penalty}")
+        if self.penalty_every < 1:
+            raise GanMemoryError(f"the low-rank penalty period must be >= 1, got {self.penalty_every}")
+        if self.init not in ("previous", "source"):
+            raise GanMemoryError(f"--lowrank-init must be previous or source, got '{self.init}'")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LowRankConfig":
+        return config_from_dict(cls, d, "low-rank")
+
+
+def fold_residual(u: torch.Tensor, v: torch.Tensor, s: torch.Tensor, r: torch.Tensor, energy: float
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """After training a task whose matrix is start + U diag(s) V^T + R: the fewest leading
+    singular pairs (a_i, sigma_i, b_i) of R such that the dropped tail of R holds at most
+    (1 - energy) of ||U diag(s) V^T + R||^2, the task's whole change. Returns (new U columns
+    [Co, k], new V columns [Ci, k], the task's coefficients over all K + k columns [K + k]), in
+    float64. A task its bases already explain adds no columns (k = 0)."""
+    u, v, s, r = u.double(), v.double(), s.double(), r.double()
+    delta = (u * s) @ v.T + r
+    allowed = (1 - energy) * float((delta ** 2).sum()) + 1e-12 * float((delta ** 2).sum())
+    a, sig, bh = torch.linalg.svd(r, full_matrices=False)
+    tail = (sig ** 2).flip(0).cumsum(0).flip(0)  # tail[i] = sum_{j >= i} sigma_j^2
+    k = int((tail > allowed).sum().item())  # tail is non-increasing: keep pairs 0 .. k-1
+    return a[:, :k], bh[:k].T, torch.cat([s, sig[:k]])
+
+
+def expand_trained(state: dict[str, torch.Tensor], bases: dict[str, torch.Tensor],
+                   starts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The full float32 task state of a task learned with ``--lowrank``: every ``NAME.sdiag``
+    [K] becomes start + U[:, :K] diag(s) V[:, :K]^T."""
+    out = {}
+    for name, t in state.items():
+        if not name.endswith(SDIAG_SUFFIX):
+            out[name] = t.float()
+            continue
+        base = name[: -len(SDIAG_SUFFIX)]
+        k = t.shape[0]
+        u, v = bases.get(base + TRAINED_U), bases.get(base + TRAINED_V)
+        if u is None or v is None or u.shape[1] < k or v.shape[1] < k:
+            raise GanMemoryError(f"the bank's trained bases hold too few columns for '{base}' (the task needs {k})")
+        out[base] = (starts[base].double() + (u[:, :k].double() * t.double()) @ v[:, :k].double().T).float()
     return out

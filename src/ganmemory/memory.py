@@ -7,8 +7,10 @@ On disk::
     BANK/tasks/NAME.safetensors    task parameters: G (EMA, used to sample), G_train, D, optimizers;
                                    the header holds the task's metadata (the authoritative copy)
     BANK/tasks/NAME.json           the same metadata, for people and tools
-    BANK/bases.safetensors         orthonormal bases shared by tasks compressed with ``shared``;
-                                   they only ever grow, so every task's column prefix stays valid
+    BANK/bases.safetensors         bases shared by the bank's tasks: orthonormal ones grown by
+                                   ``compress --shared``, and the columns tasks learned with
+                                   ``--lowrank`` add; they only ever grow, so every task's column
+                                   prefix stays valid
     BANK/work/NAME/                an unfinished ``learn``: checkpoint, log, samples
 
 Every file is written atomically, and a task file appears only when its training has ended,
@@ -29,14 +31,17 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .atomic import atomic_write_bytes, atomic_write_json
-from .compress import compress_shared, compress_state, expand_shared, expand_state, stored_parameters
+from .compress import (SDIAG_SUFFIX, TRAINED_U, TRAINED_V, LowRankConfig, compress_shared, compress_state,
+                       expand_shared, expand_state, expand_trained, fold_residual, stored_parameters)
 from .data import load_data
 from .distributed import SINGLE, DistContext, barrier
 from .errors import GanMemoryError
 from .nets import Discriminator, Generator
+from .nets.modulated import LowRankDelta, ModulatedConv2d
 from .source import Source, generate, latents
 from .store import check_complete, load_artifact, prefixed, read_meta, save_artifact, unprefixed
 from .train import GANTrainer, TrainConfig
+from .train.losses import singular_value_penalty
 from .train.loop import fit, load_checkpoint
 
 BANK_FORMAT, BANK_VERSION = "ganmemory-bank", 1
@@ -82,6 +87,7 @@ class MemoryBank:
                                  f"is not the source the bank was built on ({self.info.get('source_hash')})")
         self.cfg = self.source.cfg
         self._samplers: dict[int, Generator] = {}  # by number of classes (0: unconditional)
+        self._starts: dict[int, dict[str, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ creation and listing
 
@@ -144,19 +150,40 @@ class MemoryBank:
         if meta.get("source_hash") != self.source.file_hash:
             raise GanMemoryError(f"task file '{path}' was learned from source {meta.get('source_hash')}, "
                                  f"not this bank's {self.source.file_hash}")
-        if meta.get("compressed", {}).get("mode") == "shared":  # cores over the bank's bases
+        mode = meta.get("compressed", {}).get("mode")
+        if mode == "shared":  # cores over the bank's bases
             tensors = prefixed("G", expand_shared(unprefixed("G", tensors), self.shared_bases()))
+        elif mode == "lowrank-trained":  # coefficients over the bank's trained bases
+            starts = self.task_start(int(meta.get("n_classes", 0)))
+            tensors = prefixed("G", expand_trained(unprefixed("G", tensors), self.shared_bases(), starts))
         elif meta.get("compressed"):  # low-rank factors -> full matrices, transparently
             tensors = prefixed("G", expand_state(unprefixed("G", tensors)))
         return tensors, meta
 
     def shared_bases(self) -> dict[str, torch.Tensor]:
-        """The bases of tasks compressed with ``shared`` (empty when there are none yet)."""
+        """The bank's shared bases (empty when there are none yet)."""
+        return self._bases_artifact()[0]
+
+    def _bases_artifact(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         path = self.root / "bases.safetensors"
         if not path.exists():
-            return {}
+            return {}, {}
         check_complete(path)
-        return load_artifact(path, BASES_FORMAT)[0]
+        return load_artifact(path, BASES_FORMAT)
+
+    def _save_bases(self, bases: dict[str, torch.Tensor], **meta: Any) -> None:
+        """Write the grown bases, keeping the file's other metadata."""
+        old = self._bases_artifact()[1]
+        save_artifact(self.root / "bases.safetensors", bases,
+                      {**old, **meta, "format": BASES_FORMAT, "source_hash": self.source.file_hash})
+
+    def task_start(self, n_classes: int = 0) -> dict[str, torch.Tensor]:
+        """Where every task begins: the generator's task parameters at the source."""
+        if n_classes not in self._starts:
+            G = Generator(self.cfg, modulated=True, n_classes=n_classes)
+            G.load_source(self.source.G.state_dict())
+            self._starts[n_classes] = {k: v.clone() for k, v in G.task_state_dict().items()}
+        return self._starts[n_classes]
 
     def generator_param_count(self, n_classes: int = 0) -> tuple[int, int]:
         """(task parameters of the generator, all parameters of the source generator)."""
@@ -267,8 +294,13 @@ class MemoryBank:
     def learn(self, name: str, data_spec: str, train: TrainConfig, *, resume: bool = False,
               overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print,
               dist: DistContext = SINGLE, eval_every: int = 0, eval_n: int = 1000,
-              eval_metric: str = "fd-el0") -> dict[str, Any]:
+              eval_metric: str = "fd-el0", lowrank: LowRankConfig | None = None) -> dict[str, Any]:
         """Learn task ``name`` on ``data_spec``; only its own parameters are trained.
+
+        ``lowrank`` trains the generator's conv gamma / beta in the bank's accumulated bases
+        (METHOD.md section 4; ``compress.py``). The finished task stores only its coefficients,
+        the bases grow by the columns it needs, and, like any compressed task, it can be
+        sampled, interpolated and replayed but not trained further.
 
         With ``eval_every`` > 0 the EMA generator is scored against ``data_spec`` every that
         many iterations and at the end (``eval_n`` images, ``eval_metric``); the history goes
@@ -294,7 +326,8 @@ class MemoryBank:
                 shutil.rmtree(work)
         if resume:
             meta = read_meta(ckpt)
-            if meta.get("data") != data_spec or not train.resumes(meta.get("train", {})):
+            if meta.get("data") != data_spec or not train.resumes(meta.get("train", {})) \
+                    or meta.get("lowrank") != (lowrank.to_dict() if lowrank else None):
                 raise GanMemoryError(f"cannot resume task '{name}': it was started with data "
                                      f"'{meta.get('data')}' and other options; only --iters may change")
 
@@ -307,10 +340,21 @@ class MemoryBank:
         G.load_source(self.source.G.state_dict())
         D = Discriminator(self.cfg, modulated=True, n_classes=n_classes)
         D.load_source(self.source.D.state_dict())
+        factors, regulariser, basis_k = {}, None, {}
+        if lowrank is not None:
+            factors = self._factorise(G, lowrank)
+            basis_k = {key: f.u.shape[1] for key, f in factors.items()}
+            if resume and read_meta(ckpt).get("lowrank_k") != basis_k:
+                raise GanMemoryError(f"cannot resume task '{name}': the bank's trained bases have grown since "
+                                     "it started (another --lowrank task finished); learn it again with --overwrite")
+            regulariser = _penalty(lowrank, [f.s for f in factors.values()])
         G, D = G.to(dist.device), D.to(dist.device)
-        trainer = GANTrainer(G, D, train, g_params=G.task_parameters(), d_params=D.task_parameters(), dist=dist)
+        trainer = GANTrainer(G, D, train, g_params=G.task_parameters(), d_params=D.task_parameters(), dist=dist,
+                             g_regulariser=regulariser)
         ckpt_meta = {"task": name, "data": data_spec, "train": train.to_dict(),
                      "source_hash": self.source.file_hash}
+        if lowrank is not None:
+            ckpt_meta.update({"lowrank": lowrank.to_dict(), "lowrank_k": basis_k})
         prior = 0.0
         if resume:
             prior = float(load_checkpoint(trainer, ckpt).get("seconds", 0.0))
@@ -342,7 +386,10 @@ class MemoryBank:
                 "last": summary["last"], "processes": dist.world_size}
         if dist.is_writer:
             trainer.G.cpu(), trainer.G_ema.cpu(), trainer.D.cpu()
-            self._write_task(name, trainer, meta)
+            if lowrank is None:
+                self._write_task(name, trainer, meta)
+            else:
+                meta = self._write_lowrank_task(name, trainer.G_ema, basis_k, lowrank, meta)
             if history:
                 self._plot_history(name, history)
             shutil.rmtree(work, ignore_errors=True)
@@ -381,6 +428,69 @@ class MemoryBank:
                     title=f"task '{name}': {metric} against iterations ({history[-1]['n']} images)",
                     xlabel="iteration", ylabel=metric)
         return path
+
+    def _factorise(self, G: Generator, lowrank: LowRankConfig) -> dict[str, LowRankDelta]:
+        """Turn G's conv gamma / beta into start + U diag(s) V^T + R over the bank's trained
+        bases; s starts at the last low-rank task's coefficients (``init`` "previous") or 0."""
+        bases, bases_meta = self._bases_artifact()
+        prev: dict[str, torch.Tensor] = {}
+        last = bases_meta.get("lowrank_last")
+        if lowrank.init == "previous" and last and self._task_path(last).exists():
+            prev = unprefixed("G", load_artifact(self._task_path(last), TASK_FORMAT)[0])
+        factors = {}
+        for mname, mod in G.named_modules():
+            if not isinstance(mod, ModulatedConv2d):
+                continue
+            for pname in ("gamma", "beta"):
+                key = f"{mname}.{pname}"
+                co, ci = getattr(mod, pname).shape
+                u = bases.get(key + TRAINED_U, torch.zeros(co, 0))  # float32 [Co, K]
+                v = bases.get(key + TRAINED_V, torch.zeros(ci, 0))  # float32 [Ci, K]
+                s0 = torch.zeros(u.shape[1])
+                old = prev.get(key + SDIAG_SUFFIX)
+                if old is not None:
+                    s0[: len(old)] = old.float()[: u.shape[1]]
+                mod.factorise(pname, u, v, s0)
+                factors[key] = mod.factors(pname)
+        G.freeze_source()
+        return factors
+
+    def _write_lowrank_task(self, name: str, G_ema: Generator, basis_k: dict[str, int], lowrank: LowRankConfig,
+                            meta: dict[str, Any]) -> dict[str, Any]:
+        """Fold each factorised matrix's residual into the bank's bases (written first: the
+        columns only grow, so every stored task stays valid) and store the coefficients.
+        Returns the stored metadata."""
+        bases = self.shared_bases()
+        now = {key: bases[key + TRAINED_U].shape[1] if key + TRAINED_U in bases else 0 for key in basis_k}
+        if now != basis_k:
+            raise GanMemoryError(f"task '{name}' cannot be stored: the bank's trained bases grew while it was "
+                                 "learned (another --lowrank task finished); learn it again")
+        factors = {n: m for n, m in G_ema.named_modules() if isinstance(m, LowRankDelta)}
+        small, added = {}, 0
+        for pname, p in G_ema.task_state_dict().items():
+            owner, _, leaf = pname.rpartition(".")
+            if owner in factors:
+                if leaf != "s":
+                    continue
+                key = owner.removesuffix("_lowrank")
+                f = factors[owner]
+                u_new, v_new, coeffs = fold_residual(f.u, f.v, f.s.detach(), f.r.detach(), lowrank.energy)
+                # float32 columns, as training used them; the stored prefix is kept bit for bit
+                for suffix, old, new in ((TRAINED_U, f.u, u_new), (TRAINED_V, f.v, v_new)):
+                    bases[key + suffix] = torch.cat([bases.get(key + suffix, old.float()), new.float()], 1)
+                added += u_new.numel() + v_new.numel()
+                small[key + SDIAG_SUFFIX] = coeffs.float()
+            else:
+                small[pname] = p.detach().clone()
+        full = meta["task_parameters"]
+        meta = {**meta, "lowrank": lowrank.to_dict(),
+                "compressed": {"mode": "lowrank-trained", "energy": lowrank.energy, "dtype": "float32",
+                               "parameters_before": full, "basis_parameters_added": added},
+                "task_parameters": stored_parameters(small) + added}
+        self._save_bases(bases, lowrank_last=name)
+        save_artifact(self._task_path(name), prefixed("G", small), meta)
+        atomic_write_json(self._task_path(name).with_suffix(".json"), meta)
+        return meta
 
     def _write_task(self, name: str, trainer: GANTrainer, meta: dict[str, Any]) -> None:
         tensors, opt_meta = trainer.state_tensors()
@@ -429,8 +539,7 @@ class MemoryBank:
                                             "basis_parameters_added": added},
                              "task_parameters": stored_parameters(small) + added})
             if shared:  # the grown bases first: they stay valid for every task already stored
-                save_artifact(target.root / "bases.safetensors", bases,
-                              {"format": BASES_FORMAT, "source_hash": self.source.file_hash, "energy": energy})
+                target._save_bases(bases, energy=energy)
             save_artifact(path, prefixed("G", small), new_meta)
             atomic_write_json(path.with_suffix(".json"), new_meta)
             rows.append({"task": name, "parameters_before": stored_parameters(full),
@@ -455,9 +564,9 @@ class MemoryBank:
             for info in other.task_infos():
                 if info.error:
                     raise GanMemoryError(f"bank '{other.root}': {info.error}")
-                if info.meta.get("compressed", {}).get("mode") == "shared":
+                if info.meta.get("compressed", {}).get("mode") in ("shared", "lowrank-trained"):
                     raise GanMemoryError(f"task '{info.name}' of bank '{other.root}' is stored over that bank's "
-                                         "shared bases and cannot move to another bank; merge it uncompressed")
+                                         "shared bases and cannot move to another bank; only tasks stored whole can be merged")
                 if info.name in names:
                     raise GanMemoryError(f"task '{info.name}' of bank '{other.root}' clashes with a task "
                                          f"of the same name; remove or rename one first")
@@ -504,3 +613,13 @@ class MemoryBank:
             G.load_task_state(state)
             cols.append(generate(G, z))
         return torch.stack(cols, 1).reshape(n * steps, *cols[0].shape[1:])
+
+
+def _penalty(lowrank: LowRankConfig, coeffs: list[torch.Tensor]) -> Callable[[int], torch.Tensor | None]:
+    """The generator's extra loss under ``--lowrank``: the weighted singular-value penalty on
+    the trained coefficients ``coeffs``, on every ``penalty_every``-th step (METHOD.md section 4)."""
+    def regulariser(it: int) -> torch.Tensor | None:
+        if lowrank.penalty == 0 or it % lowrank.penalty_every or not coeffs:
+            return None
+        return lowrank.penalty * sum(singular_value_penalty(s) for s in coeffs)
+    return regulariser

@@ -67,7 +67,9 @@ class TaskModule(nn.Module):
             return list(self.named_parameters())
         out = []
         for name, mod in self.named_modules():
-            if isinstance(mod, MODULATED) or name in self.task_modules:
+            if isinstance(mod, MODULATED):
+                out += [(f"{name}.{n}", p) for n, p in mod.named_task_parameters()]
+            elif name in self.task_modules:
                 out += [(f"{name}.{n}", p) for n, p in mod.named_parameters(recurse=False)]
         return out
 

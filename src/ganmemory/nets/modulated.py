@@ -41,8 +41,34 @@ def _normalise(w: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, to
     return (w - mu) / sigma, mu, sigma
 
 
+class LowRankDelta(nn.Module):
+    """A task matrix trained in accumulated bases (METHOD.md section 4, ``learn --lowrank``)::
+
+        M = start + U diag(s) V^T + R
+
+    ``start`` [Co, Ci] is where the task begins (the source's gamma or beta), ``U`` [Co, K] and
+    ``V`` [Ci, K] are the bank's basis columns (frozen), ``s`` [K] is trained and ``R`` [Co, Ci]
+    is a residual trained from zero. After training, R's leading singular vectors become new
+    basis columns (``compress.fold_residual``).
+    """
+
+    def __init__(self, start: torch.Tensor, u: torch.Tensor, v: torch.Tensor, s0: torch.Tensor):
+        super().__init__()
+        self.register_buffer("start", start.detach().clone())
+        self.register_buffer("u", u.to(start.dtype).clone())
+        self.register_buffer("v", v.to(start.dtype).clone())
+        self.s = nn.Parameter(s0.to(start.dtype).clone())
+        self.r = nn.Parameter(torch.zeros_like(start))
+
+    def forward(self) -> torch.Tensor:
+        return torch.addmm(self.start + self.r, self.u * self.s, self.v.T)  # [Co, Ci]
+
+
 class ModulatedConv2d(nn.Module):
-    """A conv whose kernel is gamma * W_n + beta over a frozen (normalised) source kernel."""
+    """A conv whose kernel is gamma * W_n + beta over a frozen (normalised) source kernel.
+
+    ``factorise`` trains gamma and beta as :class:`LowRankDelta` instead of whole matrices.
+    """
 
     def __init__(self, fin: int, fout: int, kernel_size: int = 3, padding: int = 1, normalise: bool = True):
         super().__init__()
@@ -70,10 +96,31 @@ class ModulatedConv2d(nn.Module):
         self.bias_src.copy_(bias)
         self.dbias.zero_()
 
+    def factorise(self, name: str, u: torch.Tensor, v: torch.Tensor, s0: torch.Tensor) -> None:
+        """Train ``name`` ("gamma" or "beta") as its current value + U diag(s) V^T + R; the
+        whole matrix stops being a task parameter (call the network's ``freeze_source``)."""
+        setattr(self, f"{name}_lowrank", LowRankDelta(getattr(self, name).detach(), u, v, s0))
+
+    def factors(self, name: str) -> LowRankDelta | None:
+        return getattr(self, f"{name}_lowrank", None)
+
+    def matrix(self, name: str) -> torch.Tensor:
+        f = self.factors(name)
+        return f() if f is not None else getattr(self, name)
+
+    def named_task_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        out = []
+        for name in ("gamma", "beta"):
+            f = self.factors(name)
+            out += [(f"{name}_lowrank.s", f.s), (f"{name}_lowrank.r", f.r)] if f is not None \
+                else [(name, getattr(self, name))]
+        return out + [("dbias", self.dbias)]
+
     def kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.built is not None:
             return self.built
-        w = torch.addcmul(self.beta[..., None, None], self.gamma[..., None, None], self.weight_n)  # [(T,) Co, Ci, k, k]
+        gamma, beta = self.matrix("gamma"), self.matrix("beta")
+        w = torch.addcmul(beta[..., None, None], gamma[..., None, None], self.weight_n)  # [(T,) Co, Ci, k, k]
         return w, self.bias_src + self.dbias  # [(T,) Co]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,6 +158,9 @@ class ModulatedLinear(nn.Module):
         self.beta.copy_(mu[:, 0])
         self.bias_src.copy_(bias)
         self.dbias.zero_()
+
+    def named_task_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return list(self.named_parameters(recurse=False))
 
     def kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.built is not None:

@@ -25,3 +25,14 @@ def r1_penalty(real_logits: torch.Tensor, real_x: torch.Tensor) -> torch.Tensor:
     """
     (grad,) = torch.autograd.grad(real_logits.sum(), real_x, create_graph=True)
     return grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()
+
+
+def singular_value_penalty(s: torch.Tensor) -> torch.Tensor:
+    """sum_i |s_i| (0.1 + sigmoid(10 i / n)) over a task's n basis coefficients (METHOD.md
+    section 4): trailing coefficients cost up to about 11x the leading ones, so training
+    leans on the earliest bases. The caller multiplies by its weight (0.01 by default)."""
+    n = s.shape[0]
+    if n == 0:
+        return s.sum()
+    i = torch.arange(n, dtype=s.dtype, device=s.device)
+    return (s.abs() * (0.1 + torch.sigmoid(10 * i / n))).sum()

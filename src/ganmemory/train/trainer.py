@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import nullcontext
-from typing import Any, ContextManager, Iterable
+from typing import Any, Callable, ContextManager, Iterable
 
 import torch
 from torch import nn
@@ -63,13 +63,18 @@ class GANTrainer:
     ``fast=False`` is the eager reference: every forward call rebuilds its kernels and Adam
     loops over tensors. Both compute the same maths; results agree to float rounding
     (tested), so the choice is not stored with a task.
+
+    ``g_regulariser(iteration)`` may add a term to the generator's loss (or return None):
+    ``learn --lowrank`` adds its singular-value penalty on every 10th step this way.
     """
 
     def __init__(self, G: nn.Module, D: nn.Module, cfg: TrainConfig,
                  g_params: Iterable[nn.Parameter] | None = None,
                  d_params: Iterable[nn.Parameter] | None = None,
-                 G_ema: nn.Module | None = None, dist: DistContext = SINGLE, fast: bool = True):
+                 G_ema: nn.Module | None = None, dist: DistContext = SINGLE, fast: bool = True,
+                 g_regulariser: Callable[[int], torch.Tensor | None] | None = None):
         self.G, self.D, self.cfg, self.dist, self.fast = G, D, cfg, dist, fast
+        self.g_regulariser = g_regulariser
         self.G_ema = G_ema if G_ema is not None else copy.deepcopy(G).requires_grad_(False)
         self.g_params = list(g_params) if g_params is not None else list(G.parameters())
         self.d_params = list(d_params) if d_params is not None else list(D.parameters())
@@ -122,7 +127,8 @@ class GANTrainer:
         self.opt_g.zero_grad(set_to_none=True)
         with self._once(self.D):
             loss = g_loss_nonsaturating(self.D(self.G(z, y), y))
-            loss.backward()
+            extra = self.g_regulariser(self.iteration) if self.g_regulariser is not None else None
+            (loss if extra is None else loss + extra).backward()
         average_gradients(self.g_params, self.dist.world_size)
         self.opt_g.step()
         for p in self.d_params:
