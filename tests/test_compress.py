@@ -279,3 +279,17 @@ def test_interrupted_lowrank_learn_resumes_exactly(tmp_path, tiny_source, image_
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert all(torch.equal(v, bank.shared_bases()[k]) for k, v in straight.shared_bases().items())
+
+
+def test_extend_bases_takes_the_fewest_pairs_that_reach_the_energy():
+    from ganmemory.compress import _projection_error, extend_bases
+    g = torch.Generator().manual_seed(5)
+    m = torch.randn(30, 24, generator=g, dtype=torch.float64)
+    empty_u, empty_v = torch.zeros(30, 0, dtype=torch.float64), torch.zeros(24, 0, dtype=torch.float64)
+    s2 = torch.linalg.svdvals(m) ** 2
+    for energy in (0.3, 0.7, 0.95):
+        u, v, _ = extend_bases(m, empty_u, empty_v, energy)
+        r = u.shape[1]
+        # from empty bases the answer is the SVD's: the smallest r whose top r values hold the energy
+        assert s2[:r].sum() >= energy * s2.sum() - 1e-9 and s2[: r - 1].sum() < energy * s2.sum()
+        assert _projection_error(m, u, v) <= (1 - energy + 1e-9) * float((m ** 2).sum())

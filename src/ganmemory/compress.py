@@ -100,8 +100,8 @@ def _append_orthonormal(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 def extend_bases(m: torch.Tensor, u: torch.Tensor, v: torch.Tensor, energy: float
                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Grow orthonormal bases U [Co, Ku], V [Ci, Kv] until U U^T M V V^T keeps ``energy`` of
-    ||M||^2 (METHOD.md section 4, after the fact): the residual's leading singular vectors are
-    appended one pair at a time (a direction already spanned is skipped, so Ku and Kv may
+    ||M||^2 (METHOD.md section 4, after the fact): the fewest of the residual's leading singular
+    vector pairs are appended (a direction already spanned is skipped, so Ku and Kv may
     differ). Returns (U', V', parameters of the columns added); a matrix the bases already
     explain adds none."""
     if not 0 < energy <= 1:
@@ -112,10 +112,20 @@ def extend_bases(m: torch.Tensor, u: torch.Tensor, v: torch.Tensor, energy: floa
         return u, v, 0
     r_mat = m - u @ (u.T @ m @ v) @ v.T
     a, _, bh = torch.linalg.svd(r_mat, full_matrices=False)
-    for r in range(1, a.shape[1] + 1):
-        u2, v2 = _append_orthonormal(u, a[:, :r]), _append_orthonormal(v, bh[:r].T)
-        if _projection_error(m, u2, v2) <= target:
-            break
+
+    def grown(r: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _append_orthonormal(u, a[:, :r]), _append_orthonormal(v, bh[:r].T)
+
+    # the bases for r pairs contain those for r - 1, so the error falls with r: bisect for the
+    # fewest pairs that reach the target (O(log r) QRs, which matters for 256 px layers)
+    lo, hi = 1, a.shape[1]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _projection_error(m, *grown(mid)) <= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    u2, v2 = grown(lo)
     added = (u2.shape[1] - u.shape[1]) * u.shape[0] + (v2.shape[1] - v.shape[1]) * v.shape[0]
     return u2, v2, added
 
