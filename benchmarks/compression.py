@@ -50,14 +50,14 @@ def change_lost(bank: MemoryBank, small: MemoryBank, name: str) -> float:
     return lost / max(change, 1e-300)
 
 
-def learn_lowrank(bank: MemoryBank, names: list[str], dest: MemoryBank, energy: float) -> list[dict]:
+def learn_lowrank(bank: MemoryBank, names: list[str], dest: MemoryBank, energy: float, init: str) -> list[dict]:
     """Learn ``names`` again into ``dest`` with ``--lowrank``, with their stored data and options."""
     rows = []
     for name in names:
         meta = bank.task_meta(name)
         t0 = time.perf_counter()
         new = dest.learn(name, meta["data"], TrainConfig.from_dict(meta["train"]), progress=False,
-                         log=lambda _m: None, lowrank=LowRankConfig(energy=energy))
+                         log=lambda _m: None, lowrank=LowRankConfig(energy=energy, init=init))
         rows.append({"task": name, "parameters_before": new["compressed"]["parameters_before"],
                      "parameters_after": new["task_parameters"], "seconds": round(time.perf_counter() - t0, 1),
                      "basis_parameters_added": new["compressed"]["basis_parameters_added"]})
@@ -71,6 +71,8 @@ def main() -> None:
     p.add_argument("--energies", nargs="+", type=float, default=[0.8, 0.9, 0.95])
     p.add_argument("--modes", nargs="+", default=["per-task", "shared"], choices=["per-task", "shared", "trained"])
     p.add_argument("--n", type=int, default=1000, help="generated and real images per score")
+    p.add_argument("--lowrank-init", default="source", choices=["source", "previous"],
+                   help="trained mode: where each task's coefficients start (learn --lowrank-init)")
     p.add_argument("--out", default="runs/compression")
     a = p.parse_args()
     out = Path(a.out)
@@ -80,7 +82,7 @@ def main() -> None:
     n_g = bank.generator_param_count()[1]
     scorers = {t: Scorer(bank.task_meta(t)["data"], bank.cfg.resolution, "fd-el0", a.n) for t in names}
     before = {t: evaluate_task(bank, t, bank.task_meta(t)["data"], scorer=scorers[t])["value"] for t in names}
-    results = {"bank": a.bank, "n": a.n, "date": time.strftime("%Y-%m-%d"), "generator_parameters": n_g,
+    results = {"bank": a.bank, "n": a.n, "lowrank_init": a.lowrank_init, "date": time.strftime("%Y-%m-%d"), "generator_parameters": n_g,
                "before": {t: {"FD-EL0": before[t], "parameters": bank.task_meta(t)["task_parameters"]}
                           for t in names}, "runs": []}
     lines = ["| mode | energy | task | parameters | % of G | FD-EL0 before -> after | FD change | change lost |",
@@ -91,7 +93,7 @@ def main() -> None:
             shutil.rmtree(dest, ignore_errors=True)
             small = MemoryBank.create(dest, bank.root / "source.safetensors")
             if mode == "trained":
-                rows = learn_lowrank(bank, names, small, energy)
+                rows = learn_lowrank(bank, names, small, energy, a.lowrank_init)
             else:
                 rows = bank.compress(names, energy, torch.float16, small, shared=mode == "shared")
             for r in rows:

@@ -193,7 +193,7 @@ def test_lowrank_tasks_grow_the_bases_and_leave_earlier_tasks_bit_identical(tmp_
     from ganmemory.errors import GanMemoryError
     from ganmemory.nets import Generator
     bank = MemoryBank.create(tmp_path / "bank", tiny_source)
-    cfg = LowRankConfig(energy=0.9)
+    cfg = LowRankConfig(energy=0.9, init="previous")
     bank.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=_quiet, lowrank=cfg)
     a_samples, a_bases = bank.sample("a", 6, seed=1), bank.shared_bases()
     meta = bank.task_meta("a")
@@ -213,6 +213,10 @@ def test_lowrank_tasks_grow_the_bases_and_leave_earlier_tasks_bit_identical(tmp_
     G.load_source(bank.source.G.state_dict())
     factors = bank._factorise(G, cfg)
     assert torch.equal(factors[key[2:]].s.detach(), a_tensors[key + SDIAG_SUFFIX])
+    G = Generator(bank.cfg, modulated=True)  # the default starts at the source: s = 0
+    G.load_source(bank.source.G.state_dict())
+    factors = bank._factorise(G, LowRankConfig(energy=0.9))
+    assert factors[key[2:]].s.shape == (k_a,) and not factors[key[2:]].s.detach().any()
     assert not G.resnet_0_0.conv_0.gamma.requires_grad and G.resnet_0_0.conv_0.gamma_lowrank.r.requires_grad
 
     bank.learn("b", image_folder["b"], TrainConfig(**FAST, seed=1), progress=False, log=_quiet, lowrank=cfg)

@@ -112,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--lowrank", action="store_true", help="train in the bank's accumulated low-rank bases")
     ln.add_argument("--lowrank-energy", type=float, default=0.9, metavar="E",
                     help="with --lowrank: each matrix keeps this fraction of its squared change when stored")
-    ln.add_argument("--lowrank-init", default="previous", choices=("previous", "source"),
-                    help="with --lowrank: start the coefficients at the last low-rank task's (as the paper) "
-                         "or at zero (the source)")
+    ln.add_argument("--lowrank-init", default="source", choices=("source", "previous"),
+                    help="with --lowrank: start the coefficients at zero, so the task starts at the source, "
+                         "or at the last low-rank task's (the paper's choice; worse between unlike tasks)")
 
     ev = _add(sub, "evaluate", "score a task against real data (FD-EL0, KID-EL0, or FID with Inception weights)",
               "examples:\n  ganmemory evaluate --memory bank/ --task digits --data mnist@test --n 5000\n"
@@ -327,7 +327,7 @@ def cmd_learn(a: argparse.Namespace) -> int:
     from .memory import MemoryBank
     from .distributed import setup
     from .compress import LowRankConfig
-    if not a.lowrank and (a.lowrank_energy != 0.9 or a.lowrank_init != "previous"):
+    if not a.lowrank and (a.lowrank_energy != 0.9 or a.lowrank_init != "source"):
         raise GanMemoryError("--lowrank-energy and --lowrank-init need --lowrank")
     lowrank = LowRankConfig(energy=a.lowrank_energy, init=a.lowrank_init) if a.lowrank else None
     ctx = setup(a.device)

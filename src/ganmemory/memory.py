@@ -431,7 +431,8 @@ class MemoryBank:
 
     def _factorise(self, G: Generator, lowrank: LowRankConfig) -> dict[str, LowRankDelta]:
         """Turn G's conv gamma / beta into start + U diag(s) V^T + R over the bank's trained
-        bases; s starts at the last low-rank task's coefficients (``init`` "previous") or 0."""
+        bases; s starts at 0 (``init`` "source") or at the last low-rank task's coefficients
+        ("previous")."""
         bases, bases_meta = self._bases_artifact()
         prev: dict[str, torch.Tensor] = {}
         last = bases_meta.get("lowrank_last")
