@@ -296,3 +296,15 @@ def test_conditional_pairs_batched_over_tasks_and_classes(bank, class_folder, im
         assert (x[3 * i:3 * (i + 1)] - bank.sample(t, 3, seed=1, classes=[c])).abs().max() <= 1e-6
     with pytest.raises(GanMemoryError, match="'plain' is not class-conditional"):
         bank.sample_pairs([("plain", "x")], 2)
+
+
+def test_interpolating_conditional_tasks_draws_their_classes_in_turn(bank, class_folder):
+    fast = dict(FAST, ema_beta=0.0, lr_g=1e-2)  # samples from the trained G, whose classes differ clearly
+    bank.learn("dl", class_folder, TrainConfig(**fast, conditional=True), progress=False, log=quiet)
+    bank.learn("dl2", class_folder, TrainConfig(**fast, conditional=True, seed=3), progress=False, log=quiet)
+    in_turn, all_dark = bank.sample("dl", 4, seed=2), bank.sample("dl", 4, seed=2, classes=["dark"])
+    assert (in_turn[1] - all_dark[1]).abs().max() > 1e-3  # so drawing class 0 on every row would show
+    strip = bank.interpolate("dl", "dl2", steps=3, n=4, seed=2).reshape(4, 3, 3, 16, 16)  # [row, step, ...]
+    ends = {0: bank.sample("dl", 4, seed=2), 2: bank.sample("dl2", 4, seed=2)}  # classes in turn per row
+    for step, want in ends.items():
+        assert (strip[:, step] - want).abs().max() <= 1e-6

@@ -587,6 +587,8 @@ class MemoryBank:
 
         ``whole``: every parameter moves together, theta = (1 - t) theta_a + t theta_b.
         ``blocks``: the Linear, then each block in turn moves from a to b, as the paper shows.
+        Between conditional tasks (same class count) row i draws class index i % n_classes of
+        both, as ``sample`` does.
         """
         if mode not in ("whole", "blocks"):
             raise GanMemoryError(f"interpolation mode '{mode}' is unknown: use whole or blocks")
@@ -600,6 +602,7 @@ class MemoryBank:
         G = self._modulated_generator(int(self.task_meta(a).get("n_classes", 0)))
         groups = ["fc"] + [f"resnet_{i}_0" for i in range(self.cfg.n_blocks)]
         z = latents(n, self.cfg.z_dim, seed)
+        y = self.class_indices(a, None, n)  # None for unconditional tasks
         cols = []
         for s in range(steps):
             t = s / (steps - 1)
@@ -612,7 +615,7 @@ class MemoryBank:
                     w = min(1.0, max(0.0, t * len(groups) - g))
                 state[key] = torch.lerp(ta[key], tb[key], w)
             G.load_task_state(state)
-            cols.append(generate(G, z))
+            cols.append(generate(G, z, y))
         return torch.stack(cols, 1).reshape(n * steps, *cols[0].shape[1:])
 
 
