@@ -33,7 +33,7 @@ import torch
 from ganmemory.atomic import atomic_write_bytes, atomic_write_json
 from ganmemory.lifelong.config import LifelongConfig
 from ganmemory.lifelong.runner import run_lifelong
-from ganmemory.lifelong.strategies.generative import replay_gan_config
+from ganmemory.lifelong.strategies.generative import REPLAY_GAN_LR, replay_gan_config
 from ganmemory.lifelong.tasks import parse_tasks
 
 ANCHORS = [("none (van de Ven et al.)", "19.8 %", ""), ("EWC (van de Ven et al., seed 1)", "21.2 %", ""),
@@ -50,6 +50,7 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--iters", type=int, default=2000, help="classifier steps per task (van de Ven: 2000)")
     p.add_argument("--gan-iters", type=int, default=2000, help="GAN steps per task (gan-memory, mergan)")
+    p.add_argument("--gan-lr", type=float, default=REPLAY_GAN_LR, help="GAN Adam learning rate (gan-memory, mergan)")
     p.add_argument("--replay-pool", type=int, default=10_000)
     p.add_argument("--out", default="runs/lifelong")
     p.add_argument("--device", default="cpu", help="e.g. cuda: the classifier and the GANs")
@@ -69,7 +70,8 @@ def main() -> None:
             cfg = LifelongConfig(iters=a.iters, replay_pool=a.replay_pool, seed=seed)
             kwargs = {}
             if strategy in ("gan-memory", "mergan"):
-                kwargs = {"gan": replay_gan_config(seed, iters=a.gan_iters), "progress": False, "device": a.device}
+                kwargs = {"gan": replay_gan_config(seed, iters=a.gan_iters, lr=a.gan_lr), "progress": False,
+                          "device": a.device}
             r = run_lifelong(tasks, strategy, cfg, out / strategy / f"seed{seed}", progress=False,
                              strategy_kwargs=kwargs, device=a.device)
             results["runs"].setdefault(strategy, []).append(

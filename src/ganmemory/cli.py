@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--out", required=True, metavar="DIR", help="output folder")
     lf.add_argument("--device", default="cpu", help="torch device of the classifier and the GANs, e.g. cuda")
     from .lifelong.config import LifelongConfig
+    from .lifelong.strategies.generative import REPLAY_GAN_LR
     lc = LifelongConfig()
     g = lf.add_argument_group("classifier")
     g.add_argument("--iters", type=_positive, default=lc.iters, help="classifier steps per task")
@@ -213,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = lf.add_argument_group("generative replay (gan-memory, mergan)")
     g.add_argument("--gan-iters", type=_positive, default=2000, help="GAN iterations per task")
     g.add_argument("--gan-batch", type=_positive, default=16, help="GAN batch size")
+    g.add_argument("--gan-lr", type=float, default=REPLAY_GAN_LR, help="GAN Adam learning rate (G and D)")
     g.add_argument("--source", metavar="FILE", help="source GAN (default: the shipped openclipart source)")
     g.add_argument("--memory", metavar="BANK", help="gan-memory: bank folder (default OUT/memory; matching tasks are reused)")
 
@@ -459,7 +461,8 @@ def cmd_lifelong(a: argparse.Namespace) -> int:
                          seed=a.seed, resolution=a.resolution)
     kwargs: dict = {}
     if a.strategy in ("gan-memory", "mergan"):
-        kwargs = {"gan": replay_gan_config(a.seed, iters=a.gan_iters, batch_size=a.gan_batch), "source": a.source,
+        kwargs = {"gan": replay_gan_config(a.seed, iters=a.gan_iters, batch_size=a.gan_batch, lr=a.gan_lr),
+                  "source": a.source,
                   "device": a.device}
         if a.strategy == "gan-memory":
             kwargs["bank"] = a.memory
