@@ -110,11 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--eval-n", type=_positive, default=1000, help="images per score during learn")
     ln.add_argument("--eval-metric", default="fd-el0", choices=("fd-el0", "kid-el0"), help="score during learn")
     ln.add_argument("--lowrank", action="store_true", help="train in the bank's accumulated low-rank bases")
-    ln.add_argument("--lowrank-energy", type=float, default=0.9, metavar="E",
-                    help="with --lowrank: each matrix keeps this fraction of its squared change when stored")
-    ln.add_argument("--lowrank-init", default="source", choices=("source", "previous"),
-                    help="with --lowrank: start the coefficients at zero, so the task starts at the source, "
-                         "or at the last low-rank task's (the paper's choice; worse between unlike tasks)")
+    from .compress import LowRankConfig
+    low = LowRankConfig()
+    ln.add_argument("--lowrank-energy", type=float, metavar="E",
+                    help=f"with --lowrank: each matrix keeps this fraction of its squared change when stored "
+                         f"(default: {low.energy})")
+    ln.add_argument("--lowrank-init", choices=("source", "previous"),
+                    help="with --lowrank: start the coefficients at zero, so the task starts at the source, or at "
+                         f"the last low-rank task's (the paper's choice; worse between unlike tasks) (default: {low.init})")
 
     ev = _add(sub, "evaluate", "score a task against real data (FD-EL0, KID-EL0, or FID with Inception weights)",
               "examples:\n  ganmemory evaluate --memory bank/ --task digits --data mnist@test --n 5000\n"
@@ -329,9 +332,10 @@ def cmd_learn(a: argparse.Namespace) -> int:
     from .memory import MemoryBank
     from .distributed import setup
     from .compress import LowRankConfig
-    if not a.lowrank and (a.lowrank_energy != 0.9 or a.lowrank_init != "source"):
+    options = {k: v for k, v in (("energy", a.lowrank_energy), ("init", a.lowrank_init)) if v is not None}
+    if options and not a.lowrank:
         raise GanMemoryError("--lowrank-energy and --lowrank-init need --lowrank")
-    lowrank = LowRankConfig(energy=a.lowrank_energy, init=a.lowrank_init) if a.lowrank else None
+    lowrank = LowRankConfig(**options) if a.lowrank else None
     ctx = setup(a.device)
     bank = MemoryBank(a.memory)
     meta = bank.learn(a.task, a.data, _train_cfg(a, conditional=a.conditional, flip=not a.no_flip), resume=a.resume,
