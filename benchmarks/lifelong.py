@@ -52,6 +52,8 @@ def main() -> None:
     p.add_argument("--gan-iters", type=int, default=2000, help="GAN steps per task (gan-memory, mergan)")
     p.add_argument("--gan-lr", type=float, default=REPLAY_GAN_LR, help="GAN Adam learning rate (gan-memory, mergan)")
     p.add_argument("--replay-pool", type=int, default=10_000)
+    p.add_argument("--replay-current", type=float, default=LifelongConfig.replay_current,
+                   help="gan-memory, mergan: generated share of the current task's images (0: the paper's)")
     p.add_argument("--out", default="runs/lifelong")
     p.add_argument("--device", default="cpu", help="e.g. cuda: the classifier and the GANs")
     p.add_argument("--report-only", metavar="RESULTS_JSON", help="only rewrite the table of a finished run")
@@ -67,7 +69,7 @@ def main() -> None:
                "runs": {}}
     for strategy in a.strategies:
         for seed in (a.seeds if strategy in MULTI_SEED else a.seeds[:1]):
-            cfg = LifelongConfig(iters=a.iters, replay_pool=a.replay_pool, seed=seed)
+            cfg = LifelongConfig(iters=a.iters, replay_pool=a.replay_pool, seed=seed, replay_current=a.replay_current)
             kwargs = {}
             if strategy in ("gan-memory", "mergan"):
                 kwargs = {"gan": replay_gan_config(seed, iters=a.gan_iters, lr=a.gan_lr), "progress": False,

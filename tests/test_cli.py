@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -45,6 +46,10 @@ def test_shipped_source_is_small_and_verified():
     (["lifelong", "--tasks", "mnist:0,1;mnist:1,2", "--strategy", "joint", "--out", "x"], "class '1'"),
     (["lifelong", "--benchmark", "split-mnist", "--strategy", "ewc", "--memory", "b", "--out", "x"],
      "--memory and --source are for gan-memory and mergan"),
+    (["lifelong", "--benchmark", "split-mnist", "--strategy", "joint", "--replay-current", "0.5", "--out", "x"],
+     "--replay-current is for gan-memory and mergan, not joint"),
+    (["lifelong", "--benchmark", "split-mnist", "--strategy", "gan-memory", "--replay-current", "1", "--out", "x"],
+     "option --replay-current must be in [0, 1), got 1.0"),
     (["import-gan-stability", "missing.pt", "--out", "s.safetensors"], "checkpoint 'missing.pt' does not exist"),
 ])
 def test_bad_input_is_one_line_no_traceback(tmp_path, args, needle):
@@ -150,9 +155,10 @@ def test_lifelong_cli_writes_results_and_a_conditional_sample(tmp_path, tiny_sou
     out = tmp_path / "ll"
     proc = run("lifelong", "--tasks", "mnist:0,1;mnist:2,3", "--strategy", "gan-memory", "--iters", "2",
                "--batch", "4", "--gan-iters", "2", "--gan-batch", "4", "--replay-pool", "8",
-               "--source", str(tiny_source), "--resolution", "16", "--out", str(out))
+               "--source", str(tiny_source), "--resolution", "16", "--replay-current", "0.25", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "final average accuracy" in proc.stdout
+    assert json.loads((out / "results.json").read_text())["config"]["replay_current"] == 0.25
     for f in ("results.json", "table.md", "accuracy.png"):
         assert (out / f).exists()
     proc = run("sample", "--memory", str(out / "memory"), "--task", "t1-mnist-2-3", "--class", "3", "-n", "4",

@@ -140,6 +140,23 @@ def test_replay_pool_draws_the_same_count_from_every_task():
         pool.add("c", _constant_images([1, 2], uint8=True), torch.tensor([0]))
 
 
+def test_replay_pool_current_task_comes_last_and_moves_to_the_earlier_ones():
+    pool = ReplayPool()
+    with pytest.raises(ValueError, match="no current pool"):
+        pool.draw(2, torch.Generator().manual_seed(0), n_current=1)
+    pool.set_current("now", _constant_images([0] * 3, uint8=True), torch.tensor([2, 2, 2]))
+    x, y = pool.draw(5, torch.Generator().manual_seed(0), n_current=3)  # no earlier task yet
+    assert y.tolist() == [2, 2, 2] and torch.all(x == -1.0)
+    assert pool.draw(5, torch.Generator().manual_seed(0)) is None and len(pool) == 0
+    pool.promote_current()
+    assert pool.current is None and pool.sizes() == {"now": 3}
+    pool.set_current("next", _constant_images([255] * 2, uint8=True), torch.tensor([4, 4]))
+    x, y = pool.draw(2, torch.Generator().manual_seed(0), n_current=1)
+    assert y.tolist() == [2, 2, 4] and torch.all(x[2] == 1.0)
+    pool.clear()
+    assert pool.current is None and len(pool) == 0
+
+
 class _Recorder(Strategy):
     """Replays one earlier task and records what the runner asks and feeds."""
     name = "recorder"
@@ -163,6 +180,27 @@ def test_train_task_appends_replay_of_batch_size_per_earlier_task(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
     train_task(model, images, np.zeros(20, np.int64), strategy, cfg, 1, "test", progress=False)
     assert strategy.asked == [6, 6, 6] and seen == [12, 12, 12]
+
+
+class _HalfReal(_Recorder):
+    def real_per_batch(self, batch_size):
+        return batch_size // 2
+
+
+def test_train_task_takes_the_strategys_count_of_real_images(tmp_path):
+    cfg = LifelongConfig(iters=2, batch_size=6, resolution=8)
+    model = Classifier(4, resolution=8)
+    seen = []
+    model.register_forward_hook(lambda m, inp, out: seen.append(len(inp[0])))
+    strategy = _HalfReal(cfg, tmp_path, print)
+    images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
+    train_task(model, images, np.zeros(20, np.int64), strategy, cfg, 1, "test", progress=False)
+    assert strategy.asked == [6, 6] and seen == [9, 9]  # 3 real + 6 replayed
+
+    strategy.real_per_batch = lambda batch_size: 0
+    with pytest.raises(GanMemoryError, match="asked for 0 real images per batch of 6"):
+        train_task(model, images, np.zeros(20, np.int64), strategy, cfg, 1, "test", progress=False)
+
 
 # ---------------------------------------------------------------- EWC
 

@@ -55,22 +55,32 @@ def test_gan_memory_run_leaves_earlier_tasks_untouched(tmp_path, tiny_source, im
     assert res["strategy_summary"]["pool"] == {bank_task_name(0, tasks[0]): 12, bank_task_name(1, tasks[1]): 12}
 
 
-def test_gan_memory_replay_batch_composition(tmp_path, tiny_source):
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_gan_memory_replay_batch_composition(tmp_path, tiny_source, share):
     tasks = parse_tasks(TASKS, None)
-    cfg = LifelongConfig(iters=1, batch_size=8, replay_pool=10, resolution=16, seed=2)
+    cfg = LifelongConfig(iters=1, batch_size=8, replay_pool=10, resolution=16, seed=2, replay_current=share)
     s = GanMemoryReplay(cfg, tmp_path / "run", quiet, gan=replay_gan_config(2, iters=2, batch_size=4),
                         source=tiny_source, progress=False)
     for i, t in enumerate(tasks):
         s.before_task(None, i, t, load_task_data(t, 16), tasks[:i])
+    n_gen = 4 if share else 0  # round(7 * 0.5); the runner takes 8 - round(8 * 0.5) = 4 real images
+    assert s.real_per_batch(8) == (4 if share else 8)
     x, y = s.replay(7, torch.Generator().manual_seed(0))
-    assert x.shape == (14, 3, 16, 16) and x.dtype == torch.float32
-    assert set(y[:7].tolist()) <= {0, 1} and set(y[7:].tolist()) <= {2, 3}  # 7 of each earlier task
+    assert x.shape == (14 + n_gen, 3, 16, 16) and x.dtype == torch.float32
+    assert set(y[:7].tolist()) <= {0, 1} and set(y[7:14].tolist()) <= {2, 3}  # 7 of each earlier task
+    assert set(y[14:].tolist()) <= {4, 5} and len(y[14:]) == n_gen  # then the current task's generated ones
     # the pool is what the memory draws for the class asked for
     G = s.bank.task_generator(bank_task_name(1, tasks[1]))
     z = latents(10, s.bank.cfg.z_dim, seed=2 * 1000 + 1)
     want = to_uint8(G(z, torch.tensor([0] * 5 + [1] * 5)).clamp(-1, 1))
     assert np.array_equal(s.pool._images[1].numpy(), want)
     assert s.pool._labels[1].tolist() == [2] * 5 + [3] * 5
+    if share:  # the current task's pool is drawn the same way, from the task just learned
+        G = s.bank.task_generator(bank_task_name(2, tasks[2]))
+        want = to_uint8(G(latents(10, s.bank.cfg.z_dim, seed=2 * 1000 + 2), torch.tensor([0] * 5 + [1] * 5)).clamp(-1, 1))
+        assert np.array_equal(s.pool.current[1].numpy(), want)
+    else:
+        assert s.pool.current is None
 
 
 def test_gan_memory_reuses_a_matching_task_and_refuses_a_clash(tmp_path, tiny_source):

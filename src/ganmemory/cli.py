@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gan-iters", type=_positive, default=2000, help="GAN iterations per task")
     g.add_argument("--gan-batch", type=_positive, default=16, help="GAN batch size")
     g.add_argument("--gan-lr", type=float, default=REPLAY_GAN_LR, help="GAN Adam learning rate (G and D)")
+    g.add_argument("--replay-current", type=float, metavar="SHARE",
+                   help=f"share of the current task's images per batch drawn from its just-learned GAN instead "
+                        f"of real data; 0 is the paper's all-real batch (default {lc.replay_current})")
     g.add_argument("--source", metavar="FILE", help="source GAN (default: the shipped openclipart source)")
     g.add_argument("--memory", metavar="BANK", help="gan-memory: bank folder (default OUT/memory; matching tasks are reused)")
 
@@ -460,11 +463,15 @@ def cmd_lifelong(a: argparse.Namespace) -> int:
     from .lifelong.strategies.generative import replay_gan_config
     from .lifelong.tasks import parse_tasks
     tasks = parse_tasks(a.tasks, a.benchmark)
+    generative = a.strategy in ("gan-memory", "mergan")
+    if a.replay_current is not None and not generative:
+        raise GanMemoryError(f"--replay-current is for gan-memory and mergan, not {a.strategy}")
+    shared = {} if a.replay_current is None else {"replay_current": a.replay_current}
     cfg = LifelongConfig(iters=a.iters, batch_size=a.batch, lr=a.lr, classifier=a.classifier,
                          ewc_lambda=a.ewc_lambda, fisher_samples=a.fisher_samples, replay_pool=a.replay_pool,
-                         seed=a.seed, resolution=a.resolution)
+                         seed=a.seed, resolution=a.resolution, **shared)
     kwargs: dict = {}
-    if a.strategy in ("gan-memory", "mergan"):
+    if generative:
         kwargs = {"gan": replay_gan_config(a.seed, iters=a.gan_iters, batch_size=a.gan_batch, lr=a.gan_lr),
                   "source": a.source,
                   "device": a.device}

@@ -57,9 +57,10 @@ def train_task(model: Classifier, images: np.ndarray, labels: np.ndarray, strate
 
     A new Adam (lr ``cfg.lr``, betas (beta1, beta2)) is created for every task, as van de Ven et
     al. do: moment estimates from the previous task's loss would push the first steps of the new
-    task in stale directions. Each batch is ``cfg.batch_size`` real images, taken in epochs of
-    seeded permutations of (``images``, ``labels``), plus ``strategy.replay(cfg.batch_size, gen)``;
-    the loss is the mean cross-entropy over the whole batch (all C outputs) plus
+    task in stale directions. Each batch is ``strategy.real_per_batch(cfg.batch_size)`` real
+    images (all ``cfg.batch_size`` but for the generative strategies), taken in epochs of seeded
+    permutations of (``images``, ``labels``), plus ``strategy.replay(cfg.batch_size, gen)``; the
+    loss is the mean cross-entropy over the whole batch (all C outputs) plus
     ``strategy.penalty(model)``.
     """
     device = next(model.parameters()).device
@@ -70,7 +71,11 @@ def train_task(model: Classifier, images: np.ndarray, labels: np.ndarray, strate
                              f"{cfg.resolution}, 3] with N labels, got images {tuple(x_all.shape)} "
                              f"and labels {tuple(y_all.shape)}")
     seed = task_seed(cfg.seed, index)
-    schedule = BatchSchedule(len(x_all), cfg.batch_size, seed)
+    n_real = strategy.real_per_batch(cfg.batch_size)
+    if not 1 <= n_real <= cfg.batch_size:
+        raise GanMemoryError(f"strategy '{strategy.name}' asked for {n_real} real images per batch of "
+                             f"{cfg.batch_size}; it must be 1 to {cfg.batch_size}")
+    schedule = BatchSchedule(len(x_all), n_real, seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     model.train()
@@ -80,7 +85,7 @@ def train_task(model: Classifier, images: np.ndarray, labels: np.ndarray, strate
         idx = schedule.indices(it)
         x, y = to_input(x_all[idx]).to(device), y_all[idx].to(device)  # [B, 3, R, R], [B]
         extra = strategy.replay(cfg.batch_size, step_generator(seed, it))
-        if extra is not None:  # M = batch_size per earlier task
+        if extra is not None:  # M = batch_size per earlier task (+ generated current-task images)
             x = torch.cat([x, extra[0].to(device, torch.float32)])  # [B + M, 3, R, R]
             y = torch.cat([y, extra[1].to(device, torch.long)])  # [B + M]
         logits = model(x)  # [B + M, C]

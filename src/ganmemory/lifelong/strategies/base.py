@@ -3,7 +3,8 @@
 A strategy is a small plugin around the runner's loop (``runner.py``); the runner calls only
 the methods of :class:`Strategy`, in this order for task ``index``::
 
-    before_task -> train_arrays -> (replay, penalty) at every step -> evaluation -> after_task
+    before_task -> train_arrays -> real_per_batch -> (replay, penalty) at every step -> evaluation
+    -> after_task
 """
 
 from __future__ import annotations
@@ -45,10 +46,16 @@ class Strategy:
         task; the default is the task's train set."""
         return data.train_images, data.train_labels
 
+    def real_per_batch(self, batch_size: int) -> int:
+        """How many of each batch's ``batch_size`` current-task images are real; ``replay`` supplies
+        the rest. The default is all of them."""
+        return batch_size
+
     def replay(self, n_current: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Extra (float images [M, 3, R, R] in [-1, 1], global labels int64 [M]) appended to each
-        batch of ``n_current`` real images, drawn with ``gen`` (a CPU generator, a pure function of
-        the seed, task and step); the default is None (no replay)."""
+        batch's real images, drawn with ``gen`` (a CPU generator, a pure function of the seed, task
+        and step); ``n_current`` is the batch's count of current-task images (``cfg.batch_size``,
+        real plus generated). The default is None (no replay)."""
         return None
 
     def penalty(self, model: Classifier) -> torch.Tensor | None:
@@ -63,6 +70,24 @@ class Strategy:
         return {}
 
 
+def _pool_tensors(name: str, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pool's (images, int64 labels) as CPU tensors, checked (a ValueError naming the pool)."""
+    images = torch.as_tensor(images).detach().cpu()
+    labels = torch.as_tensor(labels).detach().cpu().long()
+    if images.dtype == torch.uint8:
+        ok = images.ndim == 4 and images.shape[-1] == 3
+    else:
+        ok = images.is_floating_point() and images.ndim == 4 and images.shape[1] == 3
+    if not ok:
+        raise ValueError(f"replay pool '{name}': images must be uint8 [M, R, R, 3] or float "
+                         f"[M, 3, R, R], got {images.dtype} of shape {tuple(images.shape)}")
+    if labels.shape != (len(images),) or len(images) == 0:
+        raise ValueError(f"replay pool '{name}': need one label per image and at least one image, "
+                         f"got {len(images)} images and labels of shape {tuple(labels.shape)}")
+    return images, labels
+
+
 class ReplayPool:
     """Per earlier task, a pool of images and their global labels to replay.
 
@@ -70,49 +95,63 @@ class ReplayPool:
     ``ganmemory.images.to_uint8`` and permuted to NHWC) or float images [M, 3, R, R] in [-1, 1], on
     the CPU. ``draw(n, gen)`` takes n images from EVERY pool, uniformly with replacement within each
     pool, so every earlier task weighs the same in a batch whatever its pool size.
+
+    A generative strategy may also set a pool of the CURRENT task (``set_current``); it is not an
+    earlier task, and ``draw(n, gen, n_current=k)`` appends k images of it after the earlier ones.
     """
 
     def __init__(self) -> None:
         self.names: list[str] = []
         self._images: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
+        self.current: tuple[str, torch.Tensor, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self._images)
 
     def add(self, name: str, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> None:
         """Add the pool of one earlier task (``name`` is for messages and ``sizes``)."""
-        images = torch.as_tensor(images).detach().cpu()
-        labels = torch.as_tensor(labels).detach().cpu().long()
-        if images.dtype == torch.uint8:
-            ok = images.ndim == 4 and images.shape[-1] == 3
-        else:
-            ok = images.is_floating_point() and images.ndim == 4 and images.shape[1] == 3
-        if not ok:
-            raise ValueError(f"replay pool '{name}': images must be uint8 [M, R, R, 3] or float "
-                             f"[M, 3, R, R], got {images.dtype} of shape {tuple(images.shape)}")
-        if labels.shape != (len(images),) or len(images) == 0:
-            raise ValueError(f"replay pool '{name}': need one label per image and at least one image, "
-                             f"got {len(images)} images and labels of shape {tuple(labels.shape)}")
+        images, labels = _pool_tensors(name, images, labels)
         self.names.append(name)
         self._images.append(images)
         self._labels.append(labels)
 
+    def set_current(self, name: str, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> None:
+        """Set the current task's pool (same formats as ``add``); it replaces the previous one."""
+        self.current = (name, *_pool_tensors(name, images, labels))
+
+    def promote_current(self) -> None:
+        """Move the current task's pool to the earlier tasks' (when the next task begins)."""
+        if self.current is not None:
+            name, images, labels = self.current
+            self.names.append(name)
+            self._images.append(images)
+            self._labels.append(labels)
+            self.current = None
+
     def clear(self) -> None:
         """Drop every pool (MeRGAN-style strategies regenerate all of them after each task)."""
         self.names, self._images, self._labels = [], [], []
+        self.current = None
 
     def sizes(self) -> dict[str, int]:
         return {n: len(x) for n, x in zip(self.names, self._images)}
 
-    def draw(self, n_per_task: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(float images [K * n, 3, R, R] in [-1, 1], labels [K * n]) with exactly ``n_per_task``
-        from each of the K pools, pool by pool in the order added; None when the pool is empty."""
-        if not self._images:
+    def draw(self, n_per_task: int, gen: torch.Generator, n_current: int = 0
+             ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(float images [K * n + k, 3, R, R] in [-1, 1], labels [K * n + k]) with exactly ``n_per_task``
+        from each of the K earlier pools, pool by pool in the order added, then ``n_current`` = k
+        from the current task's pool; None when that is nothing."""
+        if n_current and self.current is None:
+            raise ValueError(f"replay pool: {n_current} current-task images asked but no current pool is set")
+        pools = [(x, y, n_per_task) for x, y in zip(self._images, self._labels)]
+        if n_current:
+            pools.append((self.current[1], self.current[2], n_current))
+        if not pools:
             return None
         xs, ys = [], []
-        for images, labels in zip(self._images, self._labels):
-            idx = torch.randint(len(images), (n_per_task,), generator=gen)  # with replacement
+        for images, labels, n in pools:
+            idx = torch.randint(len(images), (n,), generator=gen)  # with replacement
             x = images[idx]
             xs.append(to_input(x) if x.dtype == torch.uint8 else x.float())  # [n, 3, R, R]
             ys.append(labels[idx])  # [n]

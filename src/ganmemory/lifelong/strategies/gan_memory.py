@@ -3,8 +3,9 @@
 Each task is learned into a class-conditional memory bank (``MemoryBank.learn`` with
 ``conditional=True``): only that task's modulation parameters train, so the generators of
 earlier tasks are never touched. While the classifier learns task t, every batch holds the
-task's real images plus the same number of generated images of each earlier task, labelled by
-the class the memory was asked for.
+task's images plus the same number of generated images of each earlier task, labelled by the
+class the memory was asked for. The task's own images are part real, part drawn from the memory
+that has just learned it (``LifelongConfig.replay_current``; 0 is the paper's all-real batch).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import re
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from ...distributed import DistContext
 from ...errors import GanMemoryError
 from ...memory import MemoryBank
@@ -22,8 +21,7 @@ from ...train import TrainConfig
 from ..classifier import Classifier
 from ..config import LifelongConfig
 from ..tasks import ClassTask, TaskData
-from .base import ReplayPool, Strategy
-from .generative import draw_pool, replay_gan_config
+from .generative import GenerativeReplay, draw_pool, replay_gan_config
 
 
 def bank_task_name(index: int, task: ClassTask) -> str:
@@ -31,7 +29,7 @@ def bank_task_name(index: int, task: ClassTask) -> str:
     return f"t{index}-" + re.sub(r"[^A-Za-z0-9_.+-]+", "-", task.name).strip("-")[:56]
 
 
-class GanMemoryReplay(Strategy):
+class GanMemoryReplay(GenerativeReplay):
     """Replay from a class-conditional GAN memory.
 
     Args:
@@ -60,7 +58,6 @@ class GanMemoryReplay(Strategy):
             raise GanMemoryError(f"the memory's source is {self.bank.cfg.resolution} px but the classifier "
                                  f"reads {cfg.resolution} px: pass --resolution {self.bank.cfg.resolution}")
         self.progress, self.device = progress, device
-        self.pool = ReplayPool()
         self.names: list[str] = []
 
     def _learn(self, index: int, task: ClassTask) -> str:
@@ -79,21 +76,22 @@ class GanMemoryReplay(Strategy):
                  f"{meta['task_parameters']:,} parameters, {meta['seconds'] / 60:.1f} min)")
         return name
 
+    def _draw(self, j: int, task: ClassTask) -> tuple:
+        """Task ``j``'s replay pool: a pure function of its frozen generator and the seed."""
+        meta = self.bank.task_meta(self.names[j])
+        local = [list(meta["classes"]).index(c) for c in task.classes]
+        return draw_pool(self.bank.task_generator(self.names[j]), task, local, self.cfg.replay_pool,
+                         self.bank.cfg.z_dim, seed=self.cfg.seed * 1000 + j)
+
     def before_task(self, model: Classifier, index: int, task: ClassTask, data: TaskData,
                     seen: list[ClassTask]) -> None:
         # the pool of the task just finished; earlier pools stay as drawn (their generators are frozen)
+        self.pool.promote_current()
         for j in range(len(self.pool), len(seen)):
-            old, name = seen[j], self.names[j]
-            meta = self.bank.task_meta(name)
-            local = [list(meta["classes"]).index(c) for c in old.classes]
-            G = self.bank.task_generator(name)
-            images, labels = draw_pool(G, old, local, self.cfg.replay_pool, self.bank.cfg.z_dim,
-                                       seed=self.cfg.seed * 1000 + j)
-            self.pool.add(name, images, labels)
+            self.pool.add(self.names[j], *self._draw(j, seen[j]))
         self.names.append(self._learn(index, task))
-
-    def replay(self, n_current: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
-        return self.pool.draw(n_current, gen)
+        if self.cfg.replay_current > 0:
+            self.pool.set_current(self.names[index], *self._draw(index, task))
 
     def summary(self) -> dict:
         infos = {t.name: t for t in self.bank.task_infos()}

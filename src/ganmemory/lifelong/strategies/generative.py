@@ -1,5 +1,5 @@
-"""What the two generative-replay strategies share: the GAN's training options and drawing a
-labelled replay pool from a class-conditional generator.
+"""What the two generative-replay strategies share: the GAN's training options, drawing a
+labelled replay pool from a class-conditional generator, and the batch they replay.
 
 Both ``gan-memory`` and ``mergan`` start from the same frozen source and train their GAN for
 the same number of iterations per task, so they differ only in what is trained: a task's small
@@ -18,6 +18,7 @@ from ...images import to_uint8
 from ...source import latents
 from ...train import TrainConfig
 from ..tasks import ClassTask
+from .base import ReplayPool, Strategy
 
 
 REPLAY_GAN_LR = 5e-4
@@ -54,3 +55,26 @@ def draw_pool(sample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], task
     images = [to_uint8(sample(z[i:i + chunk], y_local[i:i + chunk]).clamp(-1, 1))
               for i in range(0, len(z), chunk)]
     return np.concatenate(images), y_global.numpy().astype(np.int64)
+
+
+def generated_count(n_current: int, share: float) -> int:
+    """How many of a batch's ``n_current`` current-task images are generated at ``share``
+    (``LifelongConfig.replay_current``): the nearest count, leaving at least one real image."""
+    return min(n_current - 1, round(n_current * share))
+
+
+class GenerativeReplay(Strategy):
+    """The batch of both generative strategies: ``cfg.batch_size`` images per earlier task from
+    its pool, and the current task's ``cfg.batch_size`` images split between real data and the
+    pool the GAN drew after learning it (``cfg.replay_current`` generated). Subclasses fill
+    ``self.pool``, the current task's pool with ``pool.set_current`` when ``replay_current > 0``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool = ReplayPool()
+
+    def real_per_batch(self, batch_size: int) -> int:
+        return batch_size - generated_count(batch_size, self.cfg.replay_current)
+
+    def replay(self, n_current: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return self.pool.draw(n_current, gen, n_current=generated_count(n_current, self.cfg.replay_current))

@@ -4,7 +4,9 @@ class-conditional GAN learns every task, replaying its own earlier classes.
 Before task t, a frozen copy of the GAN (its EMA generator) draws a labelled pool of every
 earlier class; the GAN then trains on task t's real images together with that pool ("replay
 alignment" is left out: this is MeRGAN's joint-retraining variant). The classifier replays the
-same way as with GAN memory, from pools drawn from the GAN as it stands after task t - 1.
+same way as with GAN memory, from pools drawn from the GAN as it stands after task t - 1, and
+its current-task images are part real, part drawn from the GAN after it learned task t
+(``LifelongConfig.replay_current``).
 
 The GAN starts from the same frozen source as GAN memory and uses the same conditioning (a
 class bias on the first Linear, one D logit per class), but every weight trains. Its class
@@ -29,8 +31,7 @@ from ...train.loop import fit
 from ..classifier import Classifier
 from ..config import LifelongConfig
 from ..tasks import ClassTask, TaskData
-from .base import ReplayPool, Strategy
-from .generative import draw_pool, replay_gan_config
+from .generative import GenerativeReplay, draw_pool, replay_gan_config
 
 
 def grow_generator(G: Generator, n_classes: int) -> Generator:
@@ -59,7 +60,7 @@ def grow_discriminator(D: Discriminator, n_classes: int, start: tuple[torch.Tens
     return D2
 
 
-class MerGAN(Strategy):
+class MerGAN(GenerativeReplay):
     """One conditional GAN over all classes so far, trained with replay of its own samples.
 
     Args:
@@ -82,7 +83,6 @@ class MerGAN(Strategy):
             raise GanMemoryError(f"the source is {self.src.cfg.resolution} px but the classifier reads "
                                  f"{cfg.resolution} px: pass --resolution {self.src.cfg.resolution}")
         self.progress, self.device = progress, device
-        self.pool = ReplayPool()
         self.G_ema: Generator | None = None
         self.G: Generator | None = None
         self.D: Discriminator | None = None
@@ -138,13 +138,14 @@ class MerGAN(Strategy):
         self.G_ema = trainer.G_ema.eval()
         self.log(f"mergan: GAN trained on task {index} ({len(data.train_labels)} real + "
                  f"{len(labels) - len(data.train_labels)} replayed images, {self.seconds[-1] / 60:.1f} min)")
+        if self.cfg.replay_current > 0:
+            self.pool.set_current(f"mergan-{index}", *draw_pool(
+                self._sample, task, list(task.global_ids), self.cfg.replay_pool, self.src.cfg.z_dim,
+                seed=self.cfg.seed * 1000 + 100 * index + index))
 
     @torch.no_grad()
     def _sample(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.G_ema.eval()(z.to(self.device), y.to(self.device)).cpu()
-
-    def replay(self, n_current: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
-        return self.pool.draw(n_current, gen)
 
     def summary(self) -> dict:
         n = sum(p.numel() for p in self.G.parameters()) if self.G is not None else 0
