@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     lc = LifelongConfig()
     g = lf.add_argument_group("classifier")
     g.add_argument("--iters", type=_positive, default=lc.iters, help="classifier steps per task")
-    g.add_argument("--batch", type=_positive, default=lc.batch_size, help="real images per step (replay adds as many per earlier task)")
+    g.add_argument("--batch", type=_positive, default=lc.batch_size, help="current-task images per step (replay adds as many per earlier task)")
     g.add_argument("--lr", type=float, default=lc.lr, help="Adam learning rate")
     g.add_argument("--classifier", choices=("cnn", "el0"), default=lc.classifier, help="small CNN, or EfficientNet-Lite0 + head")
     g.add_argument("--resolution", type=_positive, default=lc.resolution, help="image side (the source's, for replay)")
