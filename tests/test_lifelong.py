@@ -171,14 +171,23 @@ class _Recorder(Strategy):
         return self.pool.draw(n_current, gen)
 
 
-def test_train_task_appends_replay_of_batch_size_per_earlier_task(tmp_path):
-    cfg = LifelongConfig(iters=3, batch_size=6, resolution=8)
+def _train_recorded(tmp_path, strategy_cls, iters):
+    """``iters`` steps of ``train_task`` with a recording strategy; (strategy, batch sizes fed, run again)."""
+    cfg = LifelongConfig(iters=iters, batch_size=6, resolution=8)
     model = Classifier(4, resolution=8)
     seen = []
     model.register_forward_hook(lambda m, inp, out: seen.append(len(inp[0])))
-    strategy = _Recorder(cfg, tmp_path, print)
+    strategy = strategy_cls(cfg, tmp_path, print)
     images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
-    train_task(model, images, np.zeros(20, np.int64), strategy, cfg, 1, "test", progress=False)
+
+    def again():
+        train_task(model, images, np.zeros(20, np.int64), strategy, cfg, 1, "test", progress=False)
+    again()
+    return strategy, seen, again
+
+
+def test_train_task_appends_replay_of_batch_size_per_earlier_task(tmp_path):
+    strategy, seen, _ = _train_recorded(tmp_path, _Recorder, iters=3)
     assert strategy.asked == [6, 6, 6] and seen == [12, 12, 12]
 
 
@@ -188,18 +197,12 @@ class _HalfReal(_Recorder):
 
 
 def test_train_task_takes_the_strategys_count_of_real_images(tmp_path):
-    cfg = LifelongConfig(iters=2, batch_size=6, resolution=8)
-    model = Classifier(4, resolution=8)
-    seen = []
-    model.register_forward_hook(lambda m, inp, out: seen.append(len(inp[0])))
-    strategy = _HalfReal(cfg, tmp_path, print)
-    images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
-    train_task(model, images, np.zeros(20, np.int64), strategy, cfg, 1, "test", progress=False)
+    strategy, seen, again = _train_recorded(tmp_path, _HalfReal, iters=2)
     assert strategy.asked == [6, 6] and seen == [9, 9]  # 3 real + 6 replayed
 
     strategy.real_per_batch = lambda batch_size: 0
     with pytest.raises(GanMemoryError, match="asked for 0 real images per batch of 6"):
-        train_task(model, images, np.zeros(20, np.int64), strategy, cfg, 1, "test", progress=False)
+        again()
 
 
 # ---------------------------------------------------------------- EWC
