@@ -123,10 +123,7 @@ class ReplayPool:
     def promote_current(self) -> None:
         """Move the current task's pool to the earlier tasks' (when the next task begins)."""
         if self.current is not None:
-            name, images, labels = self.current
-            self.names.append(name)
-            self._images.append(images)
-            self._labels.append(labels)
+            self.add(*self.current)
             self.current = None
 
     def clear(self) -> None:
