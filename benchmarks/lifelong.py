@@ -2,6 +2,7 @@
 
     python benchmarks/lifelong.py                                  # the full run (see below for its cost)
     python benchmarks/lifelong.py --device cuda                    # the same on a GPU
+    python benchmarks/lifelong.py --resume                         # continue after a stop
     python benchmarks/lifelong.py --iters 20 --gan-iters 4 --replay-pool 64 --seeds 0 --out /tmp/ll  # smoke
 
 Five tasks of two digits (0-1, 2-3, ...), one classifier head over all ten classes. gan-memory
@@ -9,10 +10,11 @@ and joint run with --seeds (mean +- std over seeds; each seed also re-learns the
 finetune, ewc and mergan with the first seed only. Writes OUT/results.json and OUT/table.md,
 and keeps every run's own folder (OUT/STRATEGY/seedS/: results.json, table.md, accuracy.png).
 
-Cost, estimated from the step times on the 2-core CPU box: a 32 px GAN step takes about 0.3 s,
-so gan-memory spends about 50 min per seed learning its 5 tasks (2,000 steps each) before the
-classifier's own steps; with all strategies and seeds the run is about 7 h there. Run it on a
-GPU (``--device cuda``) or overnight.
+Cost on the 2-core CPU box: a 32 px GAN step takes about 0.3 s, so gan-memory spends about
+50 min per seed learning its 5 tasks (2,000 steps each); its classifier then takes about 54 min,
+as every batch holds 128 images per task seen (640 at task 5). joint takes 20-40 min per seed;
+with all strategies and seeds the run is about 7 h there. Run it on a GPU (``--device cuda``)
+or overnight; ``--resume`` continues it after a stop, from the last finished task.
 
 The anchors come from van de Ven et al.'s public code ("Three types of incremental learning"),
 class-incremental Split MNIST at its defaults (2,000 iterations per task), seeds 1-3, run on
@@ -32,7 +34,7 @@ import torch
 
 from ganmemory.atomic import atomic_write_bytes, atomic_write_json
 from ganmemory.lifelong.config import LifelongConfig
-from ganmemory.lifelong.runner import run_lifelong
+from ganmemory.lifelong.runner import CHECKPOINT, run_lifelong
 from ganmemory.lifelong.strategies.generative import REPLAY_GAN_LR, replay_gan_config
 from ganmemory.lifelong.tasks import parse_tasks
 
@@ -56,6 +58,8 @@ def main() -> None:
                    help="gan-memory, mergan: generated share of the current task's images (0: the paper's)")
     p.add_argument("--out", default="runs/lifelong")
     p.add_argument("--device", default="cpu", help="e.g. cuda: the classifier and the GANs")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted benchmark: finished runs in OUT are read back, unfinished ones resumed")
     p.add_argument("--report-only", metavar="RESULTS_JSON", help="only rewrite the table of a finished run")
     a = p.parse_args()
     out = Path(a.out)
@@ -74,8 +78,14 @@ def main() -> None:
             if strategy in ("gan-memory", "mergan"):
                 kwargs = {"gan": replay_gan_config(seed, iters=a.gan_iters, lr=a.gan_lr), "progress": False,
                           "device": a.device}
-            r = run_lifelong(tasks, strategy, cfg, out / strategy / f"seed{seed}", progress=False,
-                             strategy_kwargs=kwargs, device=a.device)
+            run_dir = out / strategy / f"seed{seed}"
+            finished = run_dir / "results.json"
+            if a.resume and finished.exists() and json.loads(finished.read_text()).get("complete"):
+                r = json.loads(finished.read_text())
+                print(f"{strategy} seed {seed}: finished before, read back from {finished}", flush=True)
+            else:
+                r = run_lifelong(tasks, strategy, cfg, run_dir, progress=False, strategy_kwargs=kwargs,
+                                 device=a.device, resume=a.resume and (run_dir / CHECKPOINT).exists())
             results["runs"].setdefault(strategy, []).append(
                 {"seed": seed, "final_average_accuracy": r["final_average_accuracy"],
                  "average_forgetting": r["average_forgetting"], "seconds": r["seconds_total"]})

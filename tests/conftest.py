@@ -44,3 +44,44 @@ def image_folder(tmp_path):
         return str(d)
 
     return {"a": make("data_a", 1), "b": make("data_b", 2), "c": make("data_c", 3)}
+
+
+@pytest.fixture
+def resumed_equals_whole(tmp_path, monkeypatch):
+    """``check(run)``, ``run(out, resume=False, log=...)`` a three-task lifelong run: runs it whole,
+    then stopped (a KeyboardInterrupt) while the third task trains, then resumed; asserts the
+    resumed run's results, classifier and strategy state (but wall times) equal the whole run's
+    exactly. Returns the resumed run's log lines."""
+    import ganmemory.lifelong.runner as runner
+    from ganmemory.errors import GanMemoryError
+    from ganmemory.store import load_artifact
+
+    def check(run):
+        whole = run(tmp_path / "whole", log=lambda _: None)
+        train_task = runner.train_task
+
+        def stop_at_third(model, images, labels, strategy, cfg, index, *args, **kwargs):
+            if index == 2:
+                raise KeyboardInterrupt
+            return train_task(model, images, labels, strategy, cfg, index, *args, **kwargs)
+
+        monkeypatch.setattr(runner, "train_task", stop_at_third)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "cut", log=lambda _: None)
+        monkeypatch.setattr(runner, "train_task", train_task)
+        with pytest.raises(GanMemoryError, match=r"holds an unfinished lifelong run \(2 of 3 tasks done\): "
+                                                 "pass --resume"):
+            run(tmp_path / "cut", log=lambda _: None)
+        lines = []
+        resumed = run(tmp_path / "cut", resume=True, log=lines.append)
+        for key in ("accuracy_matrix", "last_loss", "average_forgetting", "complete"):
+            assert resumed[key] == whole[key], key
+        a, _ = load_artifact(tmp_path / "whole" / runner.CHECKPOINT)
+        b, _ = load_artifact(tmp_path / "cut" / runner.CHECKPOINT)
+        timings = {"strategy.seconds"}  # mergan's GAN wall times
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a.keys() - timings)
+        with pytest.raises(GanMemoryError, match="is already complete"):
+            run(tmp_path / "cut", resume=True, log=lambda _: None)
+        return lines
+
+    return check

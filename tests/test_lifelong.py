@@ -12,6 +12,7 @@ from ganmemory.lifelong import (Classifier, LifelongConfig, ReplayPool, Strategy
                                 average_accuracy, average_forgetting, get_strategy, load_task_data,
                                 parse_tasks, pooled_accuracy, run_lifelong, seen_class_accuracy, to_input)
 from ganmemory.lifelong import strategies as strategies_pkg
+from ganmemory.lifelong import runner as runner_module
 from ganmemory.lifelong.runner import make_strategy, train_task
 from ganmemory.lifelong.strategies.ewc import EWC, diagonal_fisher, ewc_penalty
 from ganmemory.lifelong.strategies.joint import Joint
@@ -200,8 +201,17 @@ def test_train_task_takes_the_strategys_count_of_real_images(tmp_path):
     strategy, seen, again = _train_recorded(tmp_path, _HalfReal, iters=2)
     assert strategy.asked == [6, 6] and seen == [9, 9]  # 3 real + 6 replayed
 
+    strategy.real_per_batch = lambda batch_size: 0  # replay_current 1: the batch is all replay
+    seen.clear()
+    again()
+    assert strategy.asked == [6, 6, 6, 6] and seen == [6, 6]
+
+    strategy.real_per_batch = lambda batch_size: 7
+    with pytest.raises(GanMemoryError, match="asked for 7 real images per batch of 6; it must be 0 to 6"):
+        again()
     strategy.real_per_batch = lambda batch_size: 0
-    with pytest.raises(GanMemoryError, match="asked for 0 real images per batch of 6"):
+    strategy.replay = lambda n_current, gen: None
+    with pytest.raises(GanMemoryError, match="task 2: strategy 'recorder' asked for no real images and replayed none"):
         again()
 
 
@@ -316,3 +326,44 @@ def test_runs_are_deterministic(tmp_path):
     a = run_lifelong(tasks, "finetune", cfg, tmp_path / "a", progress=False, log=lambda s: None)
     b = run_lifelong(tasks, "finetune", cfg, tmp_path / "b", progress=False, log=lambda s: None)
     assert a["accuracy_matrix"] == b["accuracy_matrix"] and a["last_loss"] == b["last_loss"]
+
+
+@pytest.mark.parametrize("strategy", ["ewc", "joint"])
+def test_a_resumed_run_computes_what_the_whole_run_does(tmp_path, resumed_equals_whole, strategy):
+    tasks = parse_tasks("mnist:0,1;mnist:2,3;mnist:4,5")
+    cfg = LifelongConfig(iters=6, batch_size=8, fisher_samples=8)
+
+    def run(out, resume=False, log=print, cfg=cfg):
+        return run_lifelong(tasks, strategy, cfg, out, progress=False, log=log, resume=resume)
+
+    lines = resumed_equals_whole(run)
+    assert lines[0] == f"resuming '{tmp_path / 'cut'}' after task 2 of 3"
+    assert len(lines) == 2 if strategy == "joint" else 3  # task 3's line (and ewc's Fisher line)
+
+
+def test_resume_refuses_other_options_and_a_missing_run(tmp_path, monkeypatch):
+    tasks = parse_tasks("mnist:0,1;mnist:2,3")
+    cfg = LifelongConfig(iters=2, batch_size=4, fisher_samples=4)
+    with pytest.raises(GanMemoryError, match="--resume given but '.*' has no lifelong run to continue"):
+        run_lifelong(tasks, "ewc", cfg, tmp_path, progress=False, log=print, resume=True)
+    assert not tmp_path.joinpath("classifier.safetensors").exists()
+
+    def stop(model, images, labels, strategy, cfg, index, *args):
+        if index == 1:
+            raise KeyboardInterrupt
+        return train_task(model, images, labels, strategy, cfg, index, *args)
+
+    monkeypatch.setattr(runner_module, "train_task", stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_lifelong(tasks, "ewc", cfg, tmp_path, progress=False, log=print)
+    monkeypatch.setattr(runner_module, "train_task", train_task)
+    ckpt = tmp_path / "classifier.safetensors"
+    before = ckpt.read_bytes()
+    for strategy, other, what in [("joint", cfg, "strategy"), ("ewc", LifelongConfig(iters=3, batch_size=4), "config")]:
+        with pytest.raises(GanMemoryError, match=f"cannot resume '.*': it was started with {what} "):
+            run_lifelong(tasks, strategy, other, tmp_path, progress=False, log=print, resume=True)
+    with pytest.raises(GanMemoryError, match="it was started with tasks "):
+        run_lifelong(parse_tasks("mnist:0,1;mnist:4,5"), "ewc", cfg, tmp_path, progress=False, log=print, resume=True)
+    assert ckpt.read_bytes() == before
+    res = run_lifelong(tasks, "ewc", cfg, tmp_path, progress=False, log=print, resume=True)
+    assert res["complete"] and [len(r) for r in res["accuracy_matrix"]] == [1, 2]

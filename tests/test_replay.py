@@ -55,7 +55,7 @@ def test_gan_memory_run_leaves_earlier_tasks_untouched(tmp_path, tiny_source, im
     assert res["strategy_summary"]["pool"] == {bank_task_name(0, tasks[0]): 12, bank_task_name(1, tasks[1]): 12}
 
 
-@pytest.mark.parametrize("share", [0.0, 0.5])
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
 def test_gan_memory_replay_batch_composition(tmp_path, tiny_source, share):
     tasks = parse_tasks(TASKS, None)
     cfg = LifelongConfig(iters=1, batch_size=8, replay_pool=10, resolution=16, seed=2, replay_current=share)
@@ -63,8 +63,8 @@ def test_gan_memory_replay_batch_composition(tmp_path, tiny_source, share):
                         source=tiny_source, progress=False)
     for i, t in enumerate(tasks):
         s.before_task(None, i, t, load_task_data(t, 16), tasks[:i])
-    n_gen = 4 if share else 0  # round(7 * 0.5); the runner takes 8 - round(8 * 0.5) = 4 real images
-    assert s.real_per_batch(8) == (4 if share else 8)
+    n_gen = {0.0: 0, 0.5: 4, 1.0: 7}[share]  # round(7 * share); at 1 all 7, and no real image
+    assert s.real_per_batch(8) == {0.0: 8, 0.5: 4, 1.0: 0}[share]  # 8 - round(8 * share)
     x, y = s.replay(7, torch.Generator().manual_seed(0))
     assert x.shape == (14 + n_gen, 3, 16, 16) and x.dtype == torch.float32
     assert set(y[:7].tolist()) <= {0, 1} and set(y[7:14].tolist()) <= {2, 3}  # 7 of each earlier task
@@ -120,3 +120,22 @@ def test_mergan_run_completes(tmp_path, tiny_source):
     res = tiny_run(tmp_path, tiny_source, "mergan", tasks="mnist:0,1;mnist:2,3")
     assert len(res["accuracy_matrix"]) == 2 and res["complete"]
     assert res["strategy_summary"]["pool"] == {"mergan-0": 12}
+
+
+@pytest.mark.parametrize("strategy", ["gan-memory", "mergan"])
+def test_a_resumed_generative_run_computes_what_the_whole_run_does(tmp_path, tiny_source, resumed_equals_whole,
+                                                                   strategy):
+    cfg = LifelongConfig(iters=3, batch_size=8, replay_pool=12, resolution=16, seed=1)
+    tasks = parse_tasks(TASKS, None)
+
+    def run(out, resume=False, log=quiet):
+        return run_lifelong(tasks, strategy, cfg, out, progress=False, log=log, resume=resume,
+                            strategy_kwargs={"gan": replay_gan_config(seed=1, iters=2, batch_size=4),
+                                             "source": tiny_source, "progress": False})
+
+    lines = resumed_equals_whole(run)
+    assert sum(line.startswith("resuming ") for line in lines) == 1
+    if strategy == "gan-memory":  # the finished tasks are found in the bank, not learned again
+        assert [line for line in lines if "learned" in line] == [] and sum("reusing" in line for line in lines) == 3
+    else:  # only the third task's GAN trains
+        assert sum(line.startswith("mergan: GAN trained") for line in lines) == 1

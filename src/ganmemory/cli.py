@@ -190,9 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
               "  ganmemory lifelong --benchmark split-mnist --strategy ewc --ewc-lambda 1e4 --out runs/ll-ewc\n"
               "  ganmemory lifelong --tasks 'fashion-mnist:0,1;fashion-mnist:2,3' --strategy joint --out runs/j\n"
               "  ganmemory lifelong --tasks split:fashion-mnist:5 --strategy mergan --gan-iters 1000 --out runs/m\n"
+              "  ganmemory lifelong --benchmark split-mnist --strategy gan-memory --out runs/ll-gm --resume   # continue\n"
               "strategies: finetune (no replay; lower bound), ewc, gan-memory (replay from a class-conditional\n"
               "GAN memory), mergan (one conditional GAN replaying itself), joint (all data so far; upper bound).\n"
-              "Writes OUT/results.json, OUT/table.md and OUT/accuracy.png after every task.")
+              "Writes OUT/results.json, OUT/table.md, OUT/accuracy.png and OUT/classifier.safetensors (the\n"
+              "classifier, which --resume continues from) after every task.")
     which = lf.add_mutually_exclusive_group(required=True)
     which.add_argument("--benchmark", choices=("split-mnist", "split-fashion-mnist"),
                        help="5 tasks of 2 classes each (0-1, 2-3, ...)")
@@ -201,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continual-learning strategy")
     lf.add_argument("--out", required=True, metavar="DIR", help="output folder")
     lf.add_argument("--device", default="cpu", help="torch device of the classifier and the GANs, e.g. cuda")
+    lf.add_argument("--resume", action="store_true",
+                    help="continue the unfinished run in OUT after its last finished task (same options)")
     from .lifelong.config import LifelongConfig
     from .lifelong.strategies.generative import REPLAY_GAN_LR
     lc = LifelongConfig()
@@ -220,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gan-lr", type=float, default=REPLAY_GAN_LR, help="GAN Adam learning rate (G and D)")
     g.add_argument("--replay-current", type=float, metavar="SHARE",
                    help=f"share of the current task's images per batch drawn from its just-learned GAN instead "
-                        f"of real data; 0 is the paper's all-real batch (default {lc.replay_current})")
+                        f"of real data, in [0, 1]: 0 is the paper's all-real batch, 1 trains the classifier on "
+                        f"generated images only (default {lc.replay_current})")
     g.add_argument("--source", metavar="FILE", help="source GAN (default: the shipped openclipart source)")
     g.add_argument("--memory", metavar="BANK", help="gan-memory: bank folder (default OUT/memory; matching tasks are reused)")
 
@@ -479,7 +484,8 @@ def cmd_lifelong(a: argparse.Namespace) -> int:
             kwargs["bank"] = a.memory
     elif a.memory or a.source:
         raise GanMemoryError(f"--memory and --source are for gan-memory and mergan, not {a.strategy}")
-    res = run_lifelong(tasks, a.strategy, cfg, Path(a.out), strategy_kwargs=kwargs, device=a.device)
+    res = run_lifelong(tasks, a.strategy, cfg, Path(a.out), strategy_kwargs=kwargs, device=a.device,
+                       resume=a.resume)
     print(f"{a.strategy}: final average accuracy {100 * res['final_average_accuracy']:.2f} %, "
           f"average forgetting {100 * res['average_forgetting']:.2f} points; results in {a.out}")
     return 0

@@ -42,8 +42,8 @@ class LifelongConfig:
         if self.classifier not in CLASSIFIERS:
             raise GanMemoryError(f"option --classifier must be one of {', '.join(CLASSIFIERS)}, "
                                  f"got '{self.classifier}'")
-        if not 0 <= self.replay_current < 1:
-            raise GanMemoryError(f"option --replay-current must be in [0, 1), got {self.replay_current}")
+        if not 0 <= self.replay_current <= 1:
+            raise GanMemoryError(f"option --replay-current must be in [0, 1], got {self.replay_current}")
         if not self.ewc_lambda >= 0:
             raise GanMemoryError(f"option --ewc-lambda must be >= 0, got {self.ewc_lambda}")
         if self.seed < 0:

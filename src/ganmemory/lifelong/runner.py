@@ -3,11 +3,16 @@
 Per task: load its data, ``strategy.before_task``, ``cfg.iters`` Adam steps, evaluation on every
 seen task, ``strategy.after_task``. Results go to OUT/results.json, OUT/table.md and
 OUT/accuracy.png, rewritten (atomically) after every task so that a crash keeps the finished tasks.
+The classifier after the last finished task, with the strategy's state and the results so far,
+is OUT/classifier.safetensors, also rewritten after every task: ``resume=True`` continues an
+unfinished run from it, and the resumed run computes what the uninterrupted one would have
+(every draw is a pure function of the seed, the task and the step).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import time
 from pathlib import Path
@@ -21,6 +26,7 @@ from tqdm import tqdm
 from ..atomic import atomic_write_bytes, atomic_write_json
 from ..errors import GanMemoryError
 from ..plots import plot_curves
+from ..store import load_artifact, prefixed, read_meta, save_artifact, unprefixed
 from ..train.trainer import BatchSchedule, step_generator
 from .classifier import Classifier, to_input
 from .config import LifelongConfig
@@ -30,6 +36,8 @@ from .tasks import ClassTask, load_task_data, n_classes
 
 RESULTS_FORMAT = "ganmemory-lifelong-results"
 RESULTS_VERSION = 1
+CHECKPOINT = "classifier.safetensors"  # in OUT: the classifier after the last finished task
+CHECKPOINT_FORMAT = "ganmemory-lifelong-classifier"
 CHECK_EVERY = 50  # steps between loss checks (and progress-bar updates); each check syncs a GPU
 
 
@@ -58,10 +66,10 @@ def train_task(model: Classifier, images: np.ndarray, labels: np.ndarray, strate
     A new Adam (lr ``cfg.lr``, betas (beta1, beta2)) is created for every task, as van de Ven et
     al. do: moment estimates from the previous task's loss would push the first steps of the new
     task in stale directions. Each batch is ``strategy.real_per_batch(cfg.batch_size)`` real
-    images (all ``cfg.batch_size`` but for the generative strategies), taken in epochs of seeded
-    permutations of (``images``, ``labels``), plus ``strategy.replay(cfg.batch_size, gen)``; the
-    loss is the mean cross-entropy over the whole batch (all C outputs) plus
-    ``strategy.penalty(model)``.
+    images (all ``cfg.batch_size`` but for the generative strategies; none at ``replay_current``
+    1), taken in epochs of seeded permutations of (``images``, ``labels``), plus
+    ``strategy.replay(cfg.batch_size, gen)``; the loss is the mean cross-entropy over the whole
+    batch (all C outputs) plus ``strategy.penalty(model)``.
     """
     device = next(model.parameters()).device
     x_all = torch.from_numpy(np.ascontiguousarray(images))  # uint8 [N, R, R, 3]
@@ -72,22 +80,30 @@ def train_task(model: Classifier, images: np.ndarray, labels: np.ndarray, strate
                              f"and labels {tuple(y_all.shape)}")
     seed = task_seed(cfg.seed, index)
     n_real = strategy.real_per_batch(cfg.batch_size)
-    if not 1 <= n_real <= cfg.batch_size:
+    if not 0 <= n_real <= cfg.batch_size:
         raise GanMemoryError(f"strategy '{strategy.name}' asked for {n_real} real images per batch of "
-                             f"{cfg.batch_size}; it must be 1 to {cfg.batch_size}")
-    schedule = BatchSchedule(len(x_all), n_real, seed)
+                             f"{cfg.batch_size}; it must be 0 to {cfg.batch_size}")
+    schedule = BatchSchedule(len(x_all), n_real, seed) if n_real else None  # 0: the batch is all replay
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     model.train()
     last = math.nan
     bar = tqdm(range(cfg.iters), desc=desc, unit="it", disable=not progress, leave=False)
     for it in bar:
-        idx = schedule.indices(it)
-        x, y = to_input(x_all[idx]).to(device), y_all[idx].to(device)  # [B, 3, R, R], [B]
+        xs: list[torch.Tensor] = []
+        ys: list[torch.Tensor] = []
+        if schedule is not None:
+            idx = schedule.indices(it)
+            xs.append(to_input(x_all[idx]).to(device))  # [B, 3, R, R]
+            ys.append(y_all[idx].to(device))  # [B]
         extra = strategy.replay(cfg.batch_size, step_generator(seed, it))
         if extra is not None:  # M = batch_size per earlier task (+ generated current-task images)
-            x = torch.cat([x, extra[0].to(device, torch.float32)])  # [B + M, 3, R, R]
-            y = torch.cat([y, extra[1].to(device, torch.long)])  # [B + M]
+            xs.append(extra[0].to(device, torch.float32))  # [M, 3, R, R]
+            ys.append(extra[1].to(device, torch.long))  # [M]
+        if not xs:
+            raise GanMemoryError(f"task {index + 1}: strategy '{strategy.name}' asked for no real images "
+                                 "and replayed none, so the batch is empty")
+        x, y = torch.cat(xs), torch.cat(ys)  # [B + M, 3, R, R], [B + M]
         logits = model(x)  # [B + M, C]
         loss = F.cross_entropy(logits, y)
         penalty = strategy.penalty(model)
@@ -143,9 +159,53 @@ def write_outputs(out: Path, results: dict) -> None:
     _plot(results, out / "accuracy.png")
 
 
+def save_checkpoint(out: Path, model: Classifier, strategy: Strategy, results: dict) -> None:
+    """OUT/classifier.safetensors: the classifier's and the strategy's tensors, the results so far."""
+    tensors = {**prefixed("model", model.state_dict()), **prefixed("strategy", strategy.state_dict())}
+    save_artifact(out / CHECKPOINT, tensors, {"format": CHECKPOINT_FORMAT, "version": 1, "results": results,
+                                              "strategy_options": strategy.options()})
+
+
+def _saved_run(out: Path, resume: bool) -> dict[str, Any] | None:
+    """The header of OUT's checkpoint when resuming; None for a fresh run.
+
+    A fresh run refuses a folder holding an unfinished run (it would overwrite it); resuming
+    needs an unfinished one."""
+    path = out / CHECKPOINT
+    if not path.exists():
+        if resume:
+            raise GanMemoryError(f"--resume given but '{out}' has no lifelong run to continue (no {CHECKPOINT})")
+        return None
+    meta = read_meta(path)
+    results = meta.get("results") or {}
+    done, total = len(results.get("seconds_per_task", [])), len(results.get("tasks", []))
+    if not resume:
+        if meta.get("format") == CHECKPOINT_FORMAT and not results.get("complete", True):
+            raise GanMemoryError(f"'{out}' holds an unfinished lifelong run ({done} of {total} tasks done): "
+                                 "pass --resume to continue it, or give another --out")
+        return None
+    if meta.get("format") != CHECKPOINT_FORMAT or "seconds_per_task" not in results:
+        raise GanMemoryError(f"file '{path}' is not a lifelong run's checkpoint")
+    if results.get("complete"):
+        raise GanMemoryError(f"the lifelong run in '{out}' is already complete ({total} tasks); nothing to resume")
+    return meta
+
+
+def _check_same_run(out: Path, meta: dict[str, Any], expect: dict[str, Any]) -> None:
+    """A resumed run must have the tasks, strategy, options and config it was started with."""
+    results = meta["results"]
+    saved = {"strategy": results.get("strategy"), "tasks": results.get("tasks"), "config": results.get("config"),
+             "strategy options": meta.get("strategy_options")}
+    for key, want in expect.items():
+        if saved[key] != json.loads(json.dumps(want)):
+            raise GanMemoryError(f"cannot resume '{out}': it was started with {key} {json.dumps(saved[key])}, "
+                                 f"not {json.dumps(want)}")
+
+
 def run_lifelong(tasks: list[ClassTask], strategy_name: str, cfg: LifelongConfig, out: str | Path,
                  progress: bool = True, log: Callable[[str], None] = print,
-                 strategy_kwargs: dict[str, Any] | None = None, device: str | torch.device = "cpu") -> dict:
+                 strategy_kwargs: dict[str, Any] | None = None, device: str | torch.device = "cpu",
+                 resume: bool = False) -> dict:
     """Learn ``tasks`` in order with strategy ``strategy_name``; return (and write) the results.
 
     Args:
@@ -158,6 +218,9 @@ def run_lifelong(tasks: list[ClassTask], strategy_name: str, cfg: LifelongConfig
         log: prints one line per finished task (and the strategy's messages).
         strategy_kwargs: extra keyword arguments of the strategy's constructor.
         device: torch device of the classifier.
+        resume: continue the unfinished run in ``out`` (OUT/classifier.safetensors) after its
+            last finished task; it must have the same tasks, strategy, options and config.
+            Without it, a folder holding an unfinished run is an error.
 
     One classifier with a single head over C = all classes of the sequence (class-incremental)
     learns the tasks one after another; the optimizer is re-created per task (``train_task``).
@@ -170,8 +233,12 @@ def run_lifelong(tasks: list[ClassTask], strategy_name: str, cfg: LifelongConfig
     if not tasks:
         raise GanMemoryError("no tasks to learn: give at least one")
     out = Path(out)
+    saved = _saved_run(out, resume)
     out.mkdir(parents=True, exist_ok=True)
     strategy = make_strategy(strategy_name, cfg, out, log, strategy_kwargs)
+    if saved is not None:
+        _check_same_run(out, saved, {"strategy": strategy_name, "tasks": [t.to_dict() for t in tasks],
+                                     "config": cfg.to_dict(), "strategy options": strategy.options()})
     torch.manual_seed(cfg.seed)
     model = Classifier(n_classes(tasks), cfg.classifier, cfg.resolution).to(device)
     results: dict[str, Any] = {
@@ -185,8 +252,18 @@ def run_lifelong(tasks: list[ClassTask], strategy_name: str, cfg: LifelongConfig
         "strategy_summary": {},
     }
     test_sets: list[tuple[np.ndarray, np.ndarray]] = []  # (uint8 [M, R, R, 3], int64 [M]) per seen task
-    t_start = time.perf_counter()
-    for index, task in enumerate(tasks):
+    start = 0
+    if saved is not None:
+        tensors, _ = load_artifact(out / CHECKPOINT, CHECKPOINT_FORMAT)
+        results = saved["results"]
+        start = len(results["seconds_per_task"])
+        model.load_state_dict(unprefixed("model", tensors))
+        done = [(task, load_task_data(task, cfg.resolution)) for task in tasks[:start]]
+        test_sets = [(data.test_images, data.test_labels) for _, data in done]
+        strategy.restore(done, {k: v.to(device) for k, v in unprefixed("strategy", tensors).items()})
+        log(f"resuming '{out}' after task {start} of {len(tasks)}")
+    t_start = time.perf_counter() - results["seconds_total"]
+    for index, task in enumerate(tasks[start:], start):
         t0 = time.perf_counter()
         data = load_task_data(task, cfg.resolution)
         test_sets.append((data.test_images, data.test_labels))
@@ -214,5 +291,6 @@ def run_lifelong(tasks: list[ClassTask], strategy_name: str, cfg: LifelongConfig
         results["seconds_total"] = time.perf_counter() - t_start
         results["complete"] = index == len(tasks) - 1
         results["strategy_summary"] = strategy.summary()
+        save_checkpoint(out, model, strategy, results)  # first: a stop between the two resumes from here
         write_outputs(out, results)
     return results

@@ -4,7 +4,10 @@ A strategy is a small plugin around the runner's loop (``runner.py``); the runne
 the methods of :class:`Strategy`, in this order for task ``index``::
 
     before_task -> train_arrays -> real_per_batch -> (replay, penalty) at every step -> evaluation
-    -> after_task
+    -> after_task -> state_dict (saved with the classifier)
+
+A resumed run (``run_lifelong(..., resume=True)``) calls ``restore`` once with the finished
+tasks instead of replaying them, then goes on as above from the next task.
 """
 
 from __future__ import annotations
@@ -68,6 +71,21 @@ class Strategy:
     def summary(self) -> dict:
         """JSON-able facts about the strategy for results.json (e.g. memory size); default {}."""
         return {}
+
+    def options(self) -> dict:
+        """JSON-able options beyond ``LifelongConfig`` that a resumed run must share (e.g. the GAN's);
+        default {}."""
+        return {}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors a resumed run needs, saved with the classifier after every task (e.g. EWC's
+        Fisher); default {}."""
+        return {}
+
+    def restore(self, done: list[tuple[ClassTask, TaskData]], state: dict[str, torch.Tensor]) -> None:
+        """Bring a fresh strategy to where it stood after ``after_task`` of the last of ``done``
+        (the finished tasks in order, with their data), from ``state`` (its ``state_dict`` then).
+        The default has nothing to restore."""
 
 
 def _pool_tensors(name: str, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray

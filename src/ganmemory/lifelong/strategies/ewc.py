@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
+from ...errors import GanMemoryError
+from ...store import prefixed, unprefixed
 from ..classifier import Classifier, to_input
 from ..tasks import ClassTask, TaskData
 from .base import Strategy
@@ -91,6 +93,18 @@ class EWC(Strategy):
         self.fisher = new if self.fisher is None else {k: self.fisher[k] + new[k] for k in new}
         self.anchors = {n: p.detach().clone() for n, p in model.named_parameters() if n in new}
         self.log(f"ewc: Fisher of task {index + 1} ({task.name}) estimated from {n} training images")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if self.fisher is None:
+            return {}
+        return {**prefixed("fisher", self.fisher), **prefixed("anchors", self.anchors)}
+
+    def restore(self, done: list[tuple[ClassTask, TaskData]], state: dict[str, torch.Tensor]) -> None:
+        fisher, anchors = unprefixed("fisher", state), unprefixed("anchors", state)
+        if bool(done) != bool(fisher) or set(fisher) != set(anchors):
+            raise GanMemoryError(f"ewc: the saved state does not fit {len(done)} finished task(s): "
+                                 f"{len(fisher)} Fisher and {len(anchors)} anchor tensors")
+        self.fisher, self.anchors = (fisher, anchors) if fisher else (None, None)
 
     def summary(self) -> dict:
         return {"fisher": "true Fisher, labels sampled from the model, summed over tasks",

@@ -93,6 +93,11 @@ class GanMemoryReplay(GenerativeReplay):
         if self.cfg.replay_current > 0:
             self.pool.set_current(self.names[index], *self._draw(index, task))
 
+    def restore(self, done: list[tuple[ClassTask, TaskData]], state: dict) -> None:
+        # the finished tasks are in the bank (each is learned before the classifier trains on it),
+        # so this only finds them; their pools are drawn again, the same, by the next before_task
+        self.names = [self._learn(index, task) for index, (task, _) in enumerate(done)]
+
     def summary(self) -> dict:
         infos = {t.name: t for t in self.bank.task_infos()}
         return {"bank": str(self.bank.root), "tasks": self.names,

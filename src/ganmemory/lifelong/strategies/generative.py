@@ -59,8 +59,9 @@ def draw_pool(sample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], task
 
 def generated_count(n_current: int, share: float) -> int:
     """How many of a batch's ``n_current`` current-task images are generated at ``share``
-    (``LifelongConfig.replay_current``): the nearest count, leaving at least one real image."""
-    return min(n_current - 1, round(n_current * share))
+    (``LifelongConfig.replay_current``): the nearest count, leaving at least one real image
+    below share 1; at share 1 all of them (the classifier then never sees a real image)."""
+    return n_current if share >= 1 else min(n_current - 1, round(n_current * share))
 
 
 class GenerativeReplay(Strategy):
@@ -78,3 +79,6 @@ class GenerativeReplay(Strategy):
 
     def replay(self, n_current: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
         return self.pool.draw(n_current, gen, n_current=generated_count(n_current, self.cfg.replay_current))
+
+    def options(self) -> dict:
+        return {"gan": self.gan.to_dict()}

@@ -29,5 +29,9 @@ class Joint(Strategy):
         self._images.append(data.train_images)
         self._labels.append(data.train_labels)
 
+    def restore(self, done: list[tuple[ClassTask, TaskData]], state: dict) -> None:
+        self._images = [data.train_images for _, data in done]
+        self._labels = [data.train_labels for _, data in done]
+
     def summary(self) -> dict:
         return {"real_images_kept": int(sum(len(x) for x in self._images))}

@@ -26,6 +26,7 @@ from ...data import ImageSet
 from ...errors import GanMemoryError
 from ...nets import Discriminator, Generator
 from ...source import Source
+from ...store import prefixed, unprefixed
 from ...train import GANTrainer, TrainConfig
 from ...train.loop import fit
 from ..classifier import Classifier
@@ -146,6 +147,28 @@ class MerGAN(GenerativeReplay):
     @torch.no_grad()
     def _sample(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.G_ema.eval()(z.to(self.device), y.to(self.device)).cpu()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if self.G is None:
+            return {}
+        return {**prefixed("G", self.G.state_dict()), **prefixed("D", self.D.state_dict()),
+                **prefixed("G_ema", self.G_ema.state_dict()),
+                "seconds": torch.tensor(self.seconds, dtype=torch.float64)}
+
+    def restore(self, done: list[tuple[ClassTask, TaskData]], state: dict[str, torch.Tensor]) -> None:
+        if not done:
+            return
+        n_classes = sum(len(task.classes) for task, _ in done)
+        self._start(n_classes)
+        self.G_ema = Generator(self.src.cfg, n_classes=n_classes).requires_grad_(False)
+        try:
+            for net, key in ((self.G, "G"), (self.D, "D"), (self.G_ema, "G_ema")):
+                net.load_state_dict(unprefixed(key, state))
+        except RuntimeError as exc:
+            raise GanMemoryError(f"mergan: the saved GAN does not fit {len(done)} finished task(s) "
+                                 f"with {n_classes} classes ({exc})") from None
+        self.G_ema = self.G_ema.to(self.device).eval()  # it draws the next task's pools
+        self.seconds = [float(v) for v in state.get("seconds", torch.zeros(0)).tolist()]
 
     def summary(self) -> dict:
         n = sum(p.numel() for p in self.G.parameters()) if self.G is not None else 0
