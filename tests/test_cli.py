@@ -50,6 +50,8 @@ def test_shipped_source_is_small_and_verified():
      "--replay-current is for gan-memory and mergan, not joint"),
     (["lifelong", "--benchmark", "split-mnist", "--strategy", "gan-memory", "--replay-current", "1.5", "--out", "x"],
      "option --replay-current must be in [0, 1], got 1.5"),
+    (["lifelong", "--benchmark", "split-mnist", "--strategy", "joint", "--out", "x", "--resume"],
+     "--resume given but 'x' has no lifelong run to continue"),
     (["import-gan-stability", "missing.pt", "--out", "s.safetensors"], "checkpoint 'missing.pt' does not exist"),
 ])
 def test_bad_input_is_one_line_no_traceback(tmp_path, args, needle):
