@@ -197,9 +197,14 @@ def _check_same_run(out: Path, meta: dict[str, Any], expect: dict[str, Any]) -> 
     saved = {"strategy": results.get("strategy"), "tasks": results.get("tasks"), "config": results.get("config"),
              "strategy options": meta.get("strategy_options")}
     for key, want in expect.items():
-        if saved[key] != json.loads(json.dumps(want)):
-            raise GanMemoryError(f"cannot resume '{out}': it was started with {key} {json.dumps(saved[key])}, "
-                                 f"not {json.dumps(want)}")
+        have, want = saved[key], json.loads(json.dumps(want))
+        if have == want:
+            continue
+        if isinstance(have, dict) and isinstance(want, dict):  # name only the fields that differ
+            fields = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
+            have, want = ({k: d.get(k) for k in fields} for d in (have, want))
+        raise GanMemoryError(f"cannot resume '{out}': it was started with {key} {json.dumps(have)}, "
+                             f"not {json.dumps(want)}")
 
 
 def run_lifelong(tasks: list[ClassTask], strategy_name: str, cfg: LifelongConfig, out: str | Path,
