@@ -159,7 +159,7 @@ class MerGAN(GenerativeReplay):
         if not done:
             return
         n_classes = sum(len(task.classes) for task, _ in done)
-        self._start(n_classes)
+        self.G, self.D = Generator(self.src.cfg, n_classes=n_classes), Discriminator(self.src.cfg, n_classes=n_classes)
         self.G_ema = Generator(self.src.cfg, n_classes=n_classes).requires_grad_(False)
         try:
             for net, key in ((self.G, "G"), (self.D, "D"), (self.G_ema, "G_ema")):
