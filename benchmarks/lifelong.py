@@ -82,6 +82,9 @@ def main() -> None:
             finished = run_dir / "results.json"
             if a.resume and finished.exists() and json.loads(finished.read_text()).get("complete"):
                 r = json.loads(finished.read_text())
+                gan = kwargs["gan"].to_dict() if "gan" in kwargs else None
+                if r["config"] != cfg.to_dict() or r["strategy_summary"].get("gan") != gan:
+                    raise SystemExit(f"{finished} was run with other options: give another --out")
                 print(f"{strategy} seed {seed}: finished before, read back from {finished}", flush=True)
             else:
                 r = run_lifelong(tasks, strategy, cfg, run_dir, progress=False, strategy_kwargs=kwargs,
