@@ -80,8 +80,8 @@ def main() -> None:
                           "device": a.device}
             run_dir = out / strategy / f"seed{seed}"
             finished = run_dir / "results.json"
-            if a.resume and finished.exists() and json.loads(finished.read_text()).get("complete"):
-                r = json.loads(finished.read_text())
+            r = json.loads(finished.read_text()) if a.resume and finished.exists() else {}
+            if r.get("complete"):
                 gan = kwargs["gan"].to_dict() if "gan" in kwargs else None
                 if r["config"] != cfg.to_dict() or r["strategy_summary"].get("gan") != gan:
                     raise SystemExit(f"{finished} was run with other options: give another --out")

@@ -47,7 +47,31 @@ def image_folder(tmp_path):
 
 
 @pytest.fixture
-def resumed_equals_whole(tmp_path, monkeypatch):
+def stopped(monkeypatch):
+    """``stopped(run, index)``: calls ``run()``, a lifelong run, and stops it with a
+    KeyboardInterrupt (as a user's Ctrl-C) when task ``index`` (0-based) starts training."""
+    import ganmemory.lifelong.runner as runner
+
+    def stop(run, index):
+        train_task = runner.train_task
+
+        def interrupt(model, images, labels, strategy, cfg, i, *args, **kwargs):
+            if i == index:
+                raise KeyboardInterrupt
+            return train_task(model, images, labels, strategy, cfg, i, *args, **kwargs)
+
+        monkeypatch.setattr(runner, "train_task", interrupt)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run()
+        finally:
+            monkeypatch.setattr(runner, "train_task", train_task)
+
+    return stop
+
+
+@pytest.fixture
+def resumed_equals_whole(tmp_path, stopped):
     """``check(run)``, ``run(out, resume=False, log=...)`` a three-task lifelong run: runs it whole,
     then stopped (a KeyboardInterrupt) while the third task trains, then resumed; asserts the
     resumed run's results, classifier and strategy state (but wall times) equal the whole run's
@@ -58,17 +82,7 @@ def resumed_equals_whole(tmp_path, monkeypatch):
 
     def check(run):
         whole = run(tmp_path / "whole", log=lambda _: None)
-        train_task = runner.train_task
-
-        def stop_at_third(model, images, labels, strategy, cfg, index, *args, **kwargs):
-            if index == 2:
-                raise KeyboardInterrupt
-            return train_task(model, images, labels, strategy, cfg, index, *args, **kwargs)
-
-        monkeypatch.setattr(runner, "train_task", stop_at_third)
-        with pytest.raises(KeyboardInterrupt):
-            run(tmp_path / "cut", log=lambda _: None)
-        monkeypatch.setattr(runner, "train_task", train_task)
+        stopped(lambda: run(tmp_path / "cut", log=lambda _: None), 2)
         with pytest.raises(GanMemoryError, match=r"holds an unfinished lifelong run \(2 of 3 tasks done\): "
                                                  "pass --resume"):
             run(tmp_path / "cut", log=lambda _: None)

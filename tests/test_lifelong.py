@@ -14,7 +14,6 @@ from ganmemory.lifelong import (Classifier, LifelongConfig, ReplayPool, Strategy
                                 average_accuracy, average_forgetting, get_strategy, load_task_data,
                                 parse_tasks, pooled_accuracy, run_lifelong, seen_class_accuracy, to_input)
 from ganmemory.lifelong import strategies as strategies_pkg
-from ganmemory.lifelong import runner as runner_module
 from ganmemory.lifelong.runner import make_strategy, train_task
 from ganmemory.lifelong.strategies.ewc import EWC, diagonal_fisher, ewc_penalty
 from ganmemory.lifelong.strategies.joint import Joint
@@ -343,22 +342,13 @@ def test_a_resumed_run_computes_what_the_whole_run_does(tmp_path, resumed_equals
     assert len(lines) == 2 if strategy == "joint" else 3  # task 3's line (and ewc's Fisher line)
 
 
-def test_resume_refuses_other_options_and_a_missing_run(tmp_path, monkeypatch):
+def test_resume_refuses_other_options_and_a_missing_run(tmp_path, stopped):
     tasks = parse_tasks("mnist:0,1;mnist:2,3")
     cfg = LifelongConfig(iters=2, batch_size=4, fisher_samples=4)
     with pytest.raises(GanMemoryError, match="--resume given but '.*' has no lifelong run to continue"):
         run_lifelong(tasks, "ewc", cfg, tmp_path, progress=False, log=print, resume=True)
     assert not tmp_path.joinpath("classifier.safetensors").exists()
-
-    def stop(model, images, labels, strategy, cfg, index, *args):
-        if index == 1:
-            raise KeyboardInterrupt
-        return train_task(model, images, labels, strategy, cfg, index, *args)
-
-    monkeypatch.setattr(runner_module, "train_task", stop)
-    with pytest.raises(KeyboardInterrupt):
-        run_lifelong(tasks, "ewc", cfg, tmp_path, progress=False, log=print)
-    monkeypatch.setattr(runner_module, "train_task", train_task)
+    stopped(lambda: run_lifelong(tasks, "ewc", cfg, tmp_path, progress=False, log=print), 1)
     ckpt = tmp_path / "classifier.safetensors"
     before = ckpt.read_bytes()
     for strategy, other, what in [("joint", cfg, 'strategy "ewc", not "joint"'),
