@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from ganmemory.atomic import atomic_write_bytes, atomic_write_json
-from ganmemory.lifelong.config import LifelongConfig
+from ganmemory.lifelong.config import LifelongConfig, with_added_options
 from ganmemory.lifelong.runner import CHECKPOINT, run_lifelong
 from ganmemory.lifelong.strategies.generative import REPLAY_GAN_LR, replay_gan_config
 from ganmemory.lifelong.tasks import parse_tasks
@@ -56,6 +56,8 @@ def main() -> None:
     p.add_argument("--replay-pool", type=int, default=10_000)
     p.add_argument("--replay-current", type=float, default=LifelongConfig.replay_current,
                    help="gan-memory, mergan: generated share of the current task's images (0: the paper's)")
+    p.add_argument("--replay-keep", type=float, default=LifelongConfig.replay_keep,
+                   help="gan-memory: share of drawn replays kept by the judge (1: all, no judge)")
     p.add_argument("--out", default="runs/lifelong")
     p.add_argument("--device", default="cpu", help="e.g. cuda: the classifier and the GANs")
     p.add_argument("--resume", action="store_true",
@@ -73,7 +75,8 @@ def main() -> None:
                "runs": {}}
     for strategy in a.strategies:
         for seed in (a.seeds if strategy in MULTI_SEED else a.seeds[:1]):
-            cfg = LifelongConfig(iters=a.iters, replay_pool=a.replay_pool, seed=seed, replay_current=a.replay_current)
+            cfg = LifelongConfig(iters=a.iters, replay_pool=a.replay_pool, seed=seed, replay_current=a.replay_current,
+                                 **({"replay_keep": a.replay_keep} if strategy == "gan-memory" else {}))
             kwargs = {}
             if strategy in ("gan-memory", "mergan"):
                 kwargs = {"gan": replay_gan_config(seed, iters=a.gan_iters, lr=a.gan_lr), "progress": False,
@@ -83,7 +86,7 @@ def main() -> None:
             r = json.loads(finished.read_text()) if a.resume and finished.exists() else {}
             if r.get("complete"):
                 gan = kwargs["gan"].to_dict() if "gan" in kwargs else None
-                if r["config"] != cfg.to_dict() or r["strategy_summary"].get("gan") != gan:
+                if with_added_options(r["config"]) != cfg.to_dict() or r["strategy_summary"].get("gan") != gan:
                     raise SystemExit(f"{finished} was run with other options: give another --out")
                 print(f"{strategy} seed {seed}: finished before, read back from {finished}", flush=True)
             else:

@@ -17,7 +17,9 @@ from ganmemory.lifelong import strategies as strategies_pkg
 from ganmemory.lifelong.runner import make_strategy, train_task
 from ganmemory.lifelong.strategies.ewc import EWC, diagonal_fisher, ewc_penalty
 from ganmemory.lifelong.strategies.joint import Joint
+from ganmemory.lifelong.judge import keep_most_confident, n_candidates, train_judge
 from ganmemory.lifelong.tasks import TaskData
+from ganmemory.store import load_artifact, save_artifact
 
 # ---------------------------------------------------------------- tasks
 
@@ -186,6 +188,29 @@ def _train_recorded(tmp_path, strategy_cls, iters):
         train_task(model, images, np.zeros(20, np.int64), strategy, cfg, 1, "test", progress=False)
     again()
     return strategy, seen, again
+
+
+def test_keep_most_confident_takes_the_top_of_each_class():
+    conf = np.array([0.1, 0.9, 0.5, 0.5, 0.8, 0.2, 0.7])
+    labels = np.array([3, 3, 3, 3, 5, 5, 5])
+    assert keep_most_confident(conf, labels, 2).tolist() == [1, 2, 4, 6]  # a tie keeps the earlier image
+    assert keep_most_confident(conf, labels, 3).tolist() == [1, 2, 3, 4, 5, 6]  # class 5 has only 3
+    assert n_candidates(5, 1.0) == 5 and n_candidates(5, 0.5) == 10 and n_candidates(10, 0.67) == 15
+    with pytest.raises(ValueError, match="one confidence per label"):
+        keep_most_confident(conf, labels[:3], 1)
+
+
+def test_the_judge_is_seeded_and_leaves_the_global_random_state_alone():
+    data = load_task_data(parse_tasks("mnist:2,3")[0], 16)
+    cfg = LifelongConfig(resolution=16, judge_iters=3, seed=4)
+    before = torch.get_rng_state()
+    a = train_judge(data.train_images, data.train_labels, 4, cfg, 1)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = train_judge(data.train_images, data.train_labels, 4, cfg, 1)
+    c = train_judge(data.train_images, data.train_labels, 4, cfg, 2)  # another task starts elsewhere
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.head.weight, c.head.weight)
+    assert not a.training and a.n_classes == 4 and a.backbone_name == "cnn"
 
 
 def test_train_task_appends_replay_of_batch_size_per_earlier_task(tmp_path):
@@ -360,3 +385,17 @@ def test_resume_refuses_other_options_and_a_missing_run(tmp_path, stopped):
     assert ckpt.read_bytes() == before
     res = run_lifelong(tasks, "ewc", cfg, tmp_path, progress=False, log=print, resume=True)
     assert res["complete"] and [len(r) for r in res["accuracy_matrix"]] == [1, 2]
+
+
+def test_a_run_saved_before_the_replay_judge_resumes(tmp_path, stopped):
+    """Checkpoints written before ``replay_keep`` and ``judge_iters`` existed ran without a judge."""
+    tasks = parse_tasks("mnist:0,1;mnist:2,3")
+    cfg = LifelongConfig(iters=2, batch_size=4, fisher_samples=4)
+    stopped(lambda: run_lifelong(tasks, "ewc", cfg, tmp_path, progress=False, log=print), 1)
+    tensors, meta = load_artifact(tmp_path / "classifier.safetensors")
+    for key in ("replay_keep", "judge_iters"):
+        del meta["results"]["config"][key]
+    save_artifact(tmp_path / "classifier.safetensors", tensors, meta)
+    with pytest.raises(GanMemoryError, match=re.escape('config {"replay_keep": 1.0}, not {"replay_keep": 0.5}')):
+        run_lifelong(tasks, "ewc", replace(cfg, replay_keep=0.5), tmp_path, progress=False, log=print, resume=True)
+    assert run_lifelong(tasks, "ewc", cfg, tmp_path, progress=False, log=print, resume=True)["complete"]

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from ganmemory.images import to_uint8
+from ganmemory.lifelong.classifier import Classifier
 from ganmemory.lifelong.config import LifelongConfig
+from ganmemory.lifelong.judge import class_confidence, keep_most_confident, train_judge
 from ganmemory.lifelong.runner import run_lifelong
 from ganmemory.lifelong.strategies.gan_memory import GanMemoryReplay, bank_task_name
 from ganmemory.lifelong.strategies.generative import replay_gan_config
@@ -83,6 +85,39 @@ def test_gan_memory_replay_batch_composition(tmp_path, tiny_source, share):
         assert s.pool.current is None
 
 
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_judged_pools_keep_the_draws_the_judge_is_surest_of(tmp_path, tiny_source, share):
+    tasks = parse_tasks(TASKS, None)
+    cfg = LifelongConfig(iters=1, batch_size=8, replay_pool=10, resolution=16, seed=2, replay_current=share,
+                         replay_keep=0.5, judge_iters=2)
+    lines = []
+    s = GanMemoryReplay(cfg, tmp_path / "run", lines.append, gan=replay_gan_config(2, iters=2, batch_size=4),
+                        source=tiny_source, progress=False)
+    model = Classifier(6, resolution=16)
+    for i, t in enumerate(tasks):
+        s.before_task(model, i, t, load_task_data(t, 16), tasks[:i])
+    # task 2's pool, set while its real images are at hand even at share 0: 10 of 20 draws
+    name, images, labels = s.pool.current
+    assert name == bank_task_name(2, tasks[2]) and labels.tolist() == [4] * 5 + [5] * 5
+    G = s.bank.task_generator(name)
+    draws = to_uint8(G(latents(20, s.bank.cfg.z_dim, seed=2 * 1000 + 2), torch.tensor([0] * 10 + [1] * 10)).clamp(-1, 1))
+    draw_labels = np.array([4] * 10 + [5] * 10)
+    data = load_task_data(tasks[2], 16)
+    judge = train_judge(data.train_images, data.train_labels, 6, cfg, 2, earlier=s.pool)  # pools 0 and 1
+    kept = keep_most_confident(class_confidence(judge, draws, draw_labels), draw_labels, 5)
+    assert kept.tolist() == s.kept[2].tolist() and np.array_equal(images.numpy(), draws[kept])
+    assert sorted(s.state_dict()) == ["kept.0", "kept.1", "kept.2"]
+    assert s.pool.sizes() == {bank_task_name(0, tasks[0]): 10, bank_task_name(1, tasks[1]): 10}
+    assert sum("the judge of" in line and "kept 10 of 20 draws" in line for line in lines) == 3
+
+
+def test_mergan_refuses_the_replay_judge(tmp_path, tiny_source):
+    from ganmemory.errors import GanMemoryError
+    from ganmemory.lifelong.strategies.mergan import MerGAN
+    with pytest.raises(GanMemoryError, match="the replay judge .* is for gan-memory"):
+        MerGAN(LifelongConfig(resolution=16, replay_keep=0.5), tmp_path, quiet, source=tiny_source)
+
+
 def test_gan_memory_reuses_a_matching_task_and_refuses_a_clash(tmp_path, tiny_source):
     tasks = parse_tasks(TASKS, None)[:1]
     cfg = LifelongConfig(iters=1, batch_size=8, replay_pool=10, resolution=16)
@@ -122,10 +157,11 @@ def test_mergan_run_completes(tmp_path, tiny_source):
     assert res["strategy_summary"]["pool"] == {"mergan-0": 12}
 
 
-@pytest.mark.parametrize("strategy", ["gan-memory", "mergan"])
+@pytest.mark.parametrize("strategy,keep", [("gan-memory", 1.0), ("gan-memory", 0.5), ("mergan", 1.0)])
 def test_a_resumed_generative_run_computes_what_the_whole_run_does(tmp_path, tiny_source, resumed_equals_whole,
-                                                                   strategy):
-    cfg = LifelongConfig(iters=3, batch_size=8, replay_pool=12, resolution=16, seed=1)
+                                                                   strategy, keep):
+    cfg = LifelongConfig(iters=3, batch_size=8, replay_pool=12, resolution=16, seed=1, replay_keep=keep,
+                         judge_iters=2)
     tasks = parse_tasks(TASKS, None)
 
     def run(out, resume=False, log=quiet):
@@ -137,5 +173,7 @@ def test_a_resumed_generative_run_computes_what_the_whole_run_does(tmp_path, tin
     assert sum(line.startswith("resuming ") for line in lines) == 1
     if strategy == "gan-memory":  # the finished tasks are found in the bank, not learned again
         assert [line for line in lines if "learned" in line] == [] and sum("reusing" in line for line in lines) == 3
+        # the judges of the finished tasks are not trained again: their kept draws are in the checkpoint
+        assert sum("the judge of" in line for line in lines) == (1 if keep < 1 else 0)
     else:  # only the third task's GAN trains
         assert sum(line.startswith("mergan: GAN trained") for line in lines) == 1

@@ -191,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
               "  ganmemory lifelong --tasks 'fashion-mnist:0,1;fashion-mnist:2,3' --strategy joint --out runs/j\n"
               "  ganmemory lifelong --tasks split:fashion-mnist:5 --strategy mergan --gan-iters 1000 --out runs/m\n"
               "  ganmemory lifelong --benchmark split-mnist --strategy gan-memory --out runs/ll-gm --resume   # continue\n"
+              "  ganmemory lifelong --benchmark split-mnist --strategy gan-memory --replay-keep 0.5 --out runs/ll-j"
+              "   # judged replay\n"
               "strategies: finetune (no replay; lower bound), ewc, gan-memory (replay from a class-conditional\n"
               "GAN memory), mergan (one conditional GAN replaying itself), joint (all data so far; upper bound).\n"
               "Writes OUT/results.json, OUT/table.md, OUT/accuracy.png and OUT/classifier.safetensors (the\n"
@@ -226,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"share of the current task's images per batch drawn from its just-learned GAN instead "
                         f"of real data, in [0, 1]: 0 is the paper's all-real batch, 1 trains the classifier on "
                         f"generated images only (default {lc.replay_current})")
+    g.add_argument("--replay-keep", type=float, metavar="SHARE",
+                   help=f"gan-memory: draw 1/SHARE times each replay pool and keep the SHARE that a judge, trained "
+                        f"on the task's real images and the earlier pools, most surely sees as the class asked, "
+                        f"in (0, 1]; 1 keeps every draw (default {lc.replay_keep})")
+    g.add_argument("--judge-iters", type=_positive, default=lc.judge_iters,
+                   help="gan-memory with --replay-keep below 1: training steps of each task's judge")
     g.add_argument("--source", metavar="FILE", help="source GAN (default: the shipped openclipart source)")
     g.add_argument("--memory", metavar="BANK", help="gan-memory: bank folder (default OUT/memory; matching tasks are reused)")
 
@@ -471,10 +479,14 @@ def cmd_lifelong(a: argparse.Namespace) -> int:
     generative = a.strategy in ("gan-memory", "mergan")
     if a.replay_current is not None and not generative:
         raise GanMemoryError(f"--replay-current is for gan-memory and mergan, not {a.strategy}")
+    if a.replay_keep is not None and a.strategy != "gan-memory":
+        raise GanMemoryError(f"--replay-keep is for gan-memory, not {a.strategy}")
     shared = {} if a.replay_current is None else {"replay_current": a.replay_current}
+    if a.replay_keep is not None:
+        shared["replay_keep"] = a.replay_keep
     cfg = LifelongConfig(iters=a.iters, batch_size=a.batch, lr=a.lr, classifier=a.classifier,
                          ewc_lambda=a.ewc_lambda, fisher_samples=a.fisher_samples, replay_pool=a.replay_pool,
-                         seed=a.seed, resolution=a.resolution, **shared)
+                         seed=a.seed, resolution=a.resolution, judge_iters=a.judge_iters, **shared)
     kwargs: dict = {}
     if generative:
         kwargs = {"gan": replay_gan_config(a.seed, iters=a.gan_iters, batch_size=a.gan_batch, lr=a.gan_lr),

@@ -29,7 +29,7 @@ from ..plots import plot_curves
 from ..store import load_artifact, prefixed, read_meta, save_artifact, unprefixed
 from ..train.trainer import BatchSchedule, step_generator
 from .classifier import Classifier, to_input
-from .config import LifelongConfig
+from .config import LifelongConfig, with_added_options
 from .metrics import accuracy_row, average_accuracy, average_forgetting, pooled_accuracy
 from .strategies import Strategy, get_strategy
 from .tasks import ClassTask, load_task_data, n_classes
@@ -194,7 +194,9 @@ def _saved_run(out: Path, resume: bool) -> dict[str, Any] | None:
 def _check_same_run(out: Path, meta: dict[str, Any], expect: dict[str, Any]) -> None:
     """A resumed run must have the tasks, strategy, options and config it was started with."""
     results = meta["results"]
-    saved = {"strategy": results.get("strategy"), "tasks": results.get("tasks"), "config": results.get("config"),
+    config = results.get("config")
+    saved = {"strategy": results.get("strategy"), "tasks": results.get("tasks"),
+             "config": with_added_options(config) if isinstance(config, dict) else config,
              "strategy options": meta.get("strategy_options")}
     for key, want in expect.items():
         have, want = saved[key], json.loads(json.dumps(want))

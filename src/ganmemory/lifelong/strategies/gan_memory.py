@@ -6,13 +6,19 @@ earlier tasks are never touched. While the classifier learns task t, every batch
 task's images plus the same number of generated images of each earlier task, labelled by the
 class the memory was asked for. The task's own images are part real, part drawn from the memory
 that has just learned it (``LifelongConfig.replay_current``; 0 is the paper's all-real batch).
+With ``LifelongConfig.replay_keep`` < 1, each pool keeps only the draws a judge trained on the
+task's real images is surest of (``lifelong/judge.py``).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
+import torch
 
 from ...distributed import DistContext
 from ...errors import GanMemoryError
@@ -20,6 +26,7 @@ from ...memory import MemoryBank
 from ...train import TrainConfig
 from ..classifier import Classifier
 from ..config import LifelongConfig
+from ..judge import class_confidence, keep_most_confident, n_candidates, train_judge
 from ..tasks import ClassTask, TaskData
 from .generative import GenerativeReplay, draw_pool, replay_gan_config
 
@@ -59,6 +66,7 @@ class GanMemoryReplay(GenerativeReplay):
                                  f"reads {cfg.resolution} px: pass --resolution {self.bank.cfg.resolution}")
         self.progress, self.device = progress, device
         self.names: list[str] = []
+        self.kept: dict[int, np.ndarray] = {}  # task index -> indices of the draws its judge kept
 
     def _learn(self, index: int, task: ClassTask) -> str:
         name = bank_task_name(index, task)
@@ -76,12 +84,28 @@ class GanMemoryReplay(GenerativeReplay):
                  f"{meta['task_parameters']:,} parameters, {meta['seconds'] / 60:.1f} min)")
         return name
 
-    def _draw(self, j: int, task: ClassTask) -> tuple:
-        """Task ``j``'s replay pool: a pure function of its frozen generator and the seed."""
+    def _draw(self, j: int, task: ClassTask, data: TaskData | None = None, n_classes: int = 0) -> tuple:
+        """Task ``j``'s replay pool: a pure function of its frozen generator, the seed and, with
+        ``cfg.replay_keep`` < 1, the draws its judge kept (``self.kept[j]``). The judge is trained
+        here the first time, from the task's real ``data``; ``n_classes`` is its output count."""
         meta = self.bank.task_meta(self.names[j])
         local = [list(meta["classes"]).index(c) for c in task.classes]
-        return draw_pool(self.bank.task_generator(self.names[j]), task, local, self.cfg.replay_pool,
-                         self.bank.cfg.z_dim, seed=self.cfg.seed * 1000 + j)
+        G, seed = self.bank.task_generator(self.names[j]), self.cfg.seed * 1000 + j
+        if self.cfg.replay_keep >= 1:
+            return draw_pool(G, task, local, self.cfg.replay_pool, self.bank.cfg.z_dim, seed=seed)
+        per_class = max(1, self.cfg.replay_pool // len(task.classes))
+        images, labels = draw_pool(G, task, local, n_candidates(per_class, self.cfg.replay_keep) * len(task.classes),
+                                   self.bank.cfg.z_dim, seed=seed)
+        if j not in self.kept:
+            if data is None:
+                raise GanMemoryError(f"task {j + 1} ({task.name}): no kept replays saved and no real images "
+                                     "to train its judge on")
+            t0 = time.perf_counter()
+            judge = train_judge(data.train_images, data.train_labels, n_classes, self.cfg, j, earlier=self.pool)
+            self.kept[j] = keep_most_confident(class_confidence(judge, images, labels), labels, per_class)
+            self.log(f"gan-memory: the judge of '{self.names[j]}' kept {len(self.kept[j]):,} of {len(images):,} "
+                     f"draws ({time.perf_counter() - t0:.0f} s)")
+        return images[self.kept[j]], labels[self.kept[j]]
 
     def before_task(self, model: Classifier, index: int, task: ClassTask, data: TaskData,
                     seen: list[ClassTask]) -> None:
@@ -90,13 +114,19 @@ class GanMemoryReplay(GenerativeReplay):
         for j in range(len(self.pool), len(seen)):
             self.pool.add(self.names[j], *self._draw(j, seen[j]))
         self.names.append(self._learn(index, task))
-        if self.cfg.replay_current > 0:
+        if self.cfg.replay_keep < 1:  # drawn now even at replay_current 0: the judge needs the real images
+            self.pool.set_current(self.names[index], *self._draw(index, task, data, model.n_classes))
+        elif self.cfg.replay_current > 0:
             self.pool.set_current(self.names[index], *self._draw(index, task))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"kept.{j}": torch.from_numpy(idx) for j, idx in sorted(self.kept.items())}
 
     def restore(self, done: list[tuple[ClassTask, TaskData]], state: dict) -> None:
         # the finished tasks are in the bank (each is learned before the classifier trains on it),
         # so this only finds them; their pools are drawn again, the same, by the next before_task
         self.names = [self._learn(index, task) for index, (task, _) in enumerate(done)]
+        self.kept = {int(k.split(".")[1]): v.cpu().numpy() for k, v in state.items() if k.startswith("kept.")}
 
     def summary(self) -> dict:
         infos = {t.name: t for t in self.bank.task_infos()}

@@ -78,6 +78,9 @@ class MerGAN(GenerativeReplay):
                  gan: TrainConfig | None = None, source: str | Path | None = None, progress: bool = True,
                  device: str = "cpu") -> None:
         super().__init__(cfg, out, log)
+        if cfg.replay_keep < 1:  # its pools are redrawn from the changing GAN, long after the real data
+            raise GanMemoryError("the replay judge (--replay-keep below 1) is for gan-memory; mergan redraws "
+                                 "every pool after each task, when the old tasks' real images are gone")
         self.gan = gan or replay_gan_config(cfg.seed)
         self.src = Source.load(source)
         if self.src.cfg.resolution != cfg.resolution:
