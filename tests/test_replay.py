@@ -103,7 +103,7 @@ def test_judged_pools_keep_the_draws_the_judge_is_surest_of(tmp_path, tiny_sourc
     draws = to_uint8(G(latents(20, s.bank.cfg.z_dim, seed=2 * 1000 + 2), torch.tensor([0] * 10 + [1] * 10)).clamp(-1, 1))
     draw_labels = np.array([4] * 10 + [5] * 10)
     data = load_task_data(tasks[2], 16)
-    judge = train_judge(data.train_images, data.train_labels, 6, cfg, 2, earlier=s.pool)  # pools 0 and 1
+    judge = train_judge(data.train_images, data.train_labels, 6, cfg, 2)
     kept = keep_most_confident(class_confidence(judge, draws, draw_labels), draw_labels, 5)
     assert kept.tolist() == s.kept[2].tolist() and np.array_equal(images.numpy(), draws[kept])
     assert sorted(s.state_dict()) == ["kept.0", "kept.1", "kept.2"]

@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"generated images only (default {lc.replay_current})")
     g.add_argument("--replay-keep", type=float, metavar="SHARE",
                    help=f"gan-memory: draw 1/SHARE times each replay pool and keep the SHARE that a judge, trained "
-                        f"on the task's real images and the earlier pools, most surely sees as the class asked, "
+                        f"on the task's real images, most surely sees as the class asked, "
                         f"in (0, 1]; 1 keeps every draw (default {lc.replay_keep})")
     g.add_argument("--judge-iters", type=_positive, default=lc.judge_iters,
                    help="gan-memory with --replay-keep below 1: training steps of each task's judge")

@@ -7,9 +7,9 @@ BENCHMARKS.md, "replay probe"), and a classifier trained on them learns those er
 the pool it needs, and a judge ranks the draws of each class by its softmax probability of that
 class; the most confident ``replay_pool`` (in equal shares per class) are kept.
 
-The judge is trained while the task is learned, on what the lifelong run holds then: the task's
-real training images plus the replay pools of the earlier tasks (so a new digit drawn to look
-like an old one is caught), with the runner's own loop. It is a fresh default CNN whatever
+The judge is trained while the task is learned, on the task's real training images alone, with
+the runner's own loop. (A judge that also saw the earlier tasks' pools did worse on Split-MNIST:
+BENCHMARKS.md, "A replay judge".) It is a fresh default CNN whatever
 ``cfg.classifier`` is, and it is thrown away after ranking; the run keeps only the indices of the
 images kept, so a resumed run rebuilds the same pools without the real data.
 """
@@ -24,7 +24,7 @@ import torch
 from .classifier import Classifier, to_input
 from .config import LifelongConfig
 
-JUDGE_BATCH = 64  # real images per judge step; the earlier pools add as many each
+JUDGE_BATCH = 64  # real images per judge step
 JUDGE_SEED_OFFSET = 7919  # the judge of task t starts from seed cfg.seed * 1000 + t + this
 
 
@@ -61,27 +61,21 @@ def keep_most_confident(confidence: np.ndarray, labels: np.ndarray, n_per_class:
     return np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
 
 
-def train_judge(images: np.ndarray, labels: np.ndarray, n_classes: int, cfg: LifelongConfig, index: int,
-                earlier=None) -> Classifier:
-    """A fresh default CNN trained for ``cfg.judge_iters`` steps on the task's real ``images``
-    (uint8 [N, R, R, 3]) and global ``labels``, each batch ``JUDGE_BATCH`` of them plus as many
-    from every pool in ``earlier`` (a :class:`ReplayPool` of the earlier tasks, or None).
+def train_judge(images: np.ndarray, labels: np.ndarray, n_classes: int, cfg: LifelongConfig, index: int
+                ) -> Classifier:
+    """A fresh default CNN trained for ``cfg.judge_iters`` steps (batch ``JUDGE_BATCH``) on task
+    ``index``'s real ``images`` (uint8 [N, R, R, 3]) and global ``labels``.
 
     The global random state is left as it was, so a run with a judge trains its classifier from
     the same random numbers as without one.
     """
     from .runner import train_task  # the runner imports the strategies, which import this module
     from .strategies.base import Strategy
-    from .strategies.generative import GenerativeReplay
 
     jcfg = dataclasses.replace(cfg, iters=cfg.judge_iters, batch_size=JUDGE_BATCH, classifier="cnn",
-                               replay_current=0.0, seed=cfg.seed * 1000 + index + JUDGE_SEED_OFFSET)
+                               seed=cfg.seed * 1000 + index + JUDGE_SEED_OFFSET)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(jcfg.seed)
         judge = Classifier(n_classes, "cnn", cfg.resolution)
-        strategy: Strategy = Strategy(jcfg, ".", lambda _: None)
-        if earlier is not None and len(earlier):
-            strategy = GenerativeReplay(jcfg, ".", lambda _: None)
-            strategy.pool = earlier
-        train_task(judge, images, labels, strategy, jcfg, index, "judge", progress=False)
+        train_task(judge, images, labels, Strategy(jcfg, ".", lambda _: None), jcfg, index, "judge", progress=False)
     return judge.eval()

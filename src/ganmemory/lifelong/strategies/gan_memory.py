@@ -101,7 +101,7 @@ class GanMemoryReplay(GenerativeReplay):
                 raise GanMemoryError(f"task {j + 1} ({task.name}): no kept replays saved and no real images "
                                      "to train its judge on")
             t0 = time.perf_counter()
-            judge = train_judge(data.train_images, data.train_labels, n_classes, self.cfg, j, earlier=self.pool)
+            judge = train_judge(data.train_images, data.train_labels, n_classes, self.cfg, j)
             self.kept[j] = keep_most_confident(class_confidence(judge, images, labels), labels, per_class)
             self.log(f"gan-memory: the judge of '{self.names[j]}' kept {len(self.kept[j]):,} of {len(images):,} "
                      f"draws ({time.perf_counter() - t0:.0f} s)")
