@@ -27,28 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganmemory.atomic import atomic_write_json
-from ganmemory.lifelong.classifier import Classifier, to_input
 from ganmemory.lifelong.config import LifelongConfig
-from ganmemory.lifelong.metrics import accuracy
+from ganmemory.lifelong.judge import class_confidence
+from ganmemory.lifelong.metrics import accuracy, predict
 from ganmemory.lifelong.strategies.base import Strategy
-from ganmemory.lifelong.strategies.gan_memory import bank_task_name
-from ganmemory.lifelong.strategies.generative import GenerativeReplay, draw_pool
+from ganmemory.lifelong.strategies.generative import GenerativeReplay
 from ganmemory.lifelong.tasks import load_task_data, parse_tasks
 from ganmemory.memory import MemoryBank
-from replay_probe import trained
-
-
-@torch.no_grad()
-def confidence(model: Classifier, x: np.ndarray, y: np.ndarray, chunk: int = 500) -> np.ndarray:
-    """The model's softmax probability of each image's label: float [N]."""
-    p = torch.cat([model(to_input(x[i:i + chunk])).softmax(1) for i in range(0, len(x), chunk)])  # [N, C]
-    return p[torch.arange(len(y)), torch.from_numpy(y)].numpy()
-
-
-@torch.no_grad()
-def predictions(model: Classifier, x: np.ndarray, chunk: int = 500) -> np.ndarray:
-    return torch.cat([model(to_input(x[i:i + chunk])).argmax(1) for i in range(0, len(x), chunk)]).numpy()
+from replay_probe import split_mnist_pools, trained, write_results
 
 
 def main() -> None:
@@ -65,11 +51,7 @@ def main() -> None:
     bank = MemoryBank(a.bank)
     tasks = parse_tasks(None, "split-mnist")
     data = [load_task_data(t, bank.cfg.resolution) for t in tasks]
-    pools = []
-    for j, task in enumerate(tasks):
-        name = bank_task_name(j, task)
-        local = [list(bank.task_meta(name)["classes"]).index(c) for c in task.classes]
-        pools.append((name, draw_pool(bank.task_generator(name), task, local, a.pool, bank.cfg.z_dim, seed=1000 + j)))
+    pools = split_mnist_pools(bank, tasks, a.pool)
     ref = trained(np.concatenate([d.train_images for d in data]), np.concatenate([d.train_labels for d in data]),
                   Strategy, LifelongConfig(iters=a.ref_iters, batch_size=128, seed=a.seed))
     res: dict = {"bank": a.bank, "config": vars(a), "date": time.strftime("%Y-%m-%d"),
@@ -79,13 +61,13 @@ def main() -> None:
     print(f"reference: {100 * res['reference_test_accuracy']:.2f} % on the real test sets", flush=True)
     jcfg = LifelongConfig(iters=a.judge_iters, batch_size=64, seed=a.seed, replay_current=0.0)
     for t, (name, (x, y)) in enumerate(pools):
-        agree = predictions(ref, x) == y  # [N]
-        judges = {"oracle": confidence(ref, x, y),
-                  "task": confidence(trained(data[t].train_images, data[t].train_labels, Strategy, jcfg), x, y)}
+        agree = predict(ref, x) == y  # [N]
+        judges = {"oracle": class_confidence(ref, x, y),
+                  "task": class_confidence(trained(data[t].train_images, data[t].train_labels, Strategy, jcfg), x, y)}
         if t:
             seen = trained(data[t].train_images, data[t].train_labels, GenerativeReplay, jcfg,
                            pools=(pools[:t], pools[t]))
-            judges["seen"] = confidence(seen, x, y)
+            judges["seen"] = class_confidence(seen, x, y)
         row = {"all": round(float(agree.mean()), 4)}
         for judge, conf in judges.items():
             order = np.argsort(-conf, kind="stable")
@@ -93,11 +75,7 @@ def main() -> None:
                 row[f"{judge}@{keep}"] = round(float(agree[order[:round(keep * len(order))]].mean()), 4)
         res["tasks"][name] = row
         print(name, row, flush=True)
-    res["seconds"] = round(time.perf_counter() - t_start, 1)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "results.json", res)
-    print(f"wrote {out / 'results.json'} ({res['seconds']:.0f} s)")
+    write_results(Path(a.out), res, t_start)
 
 
 if __name__ == "__main__":

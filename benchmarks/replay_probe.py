@@ -59,6 +59,24 @@ def trained(images: np.ndarray, labels: np.ndarray, strategy_cls, cfg: LifelongC
     return model.eval()
 
 
+def split_mnist_pools(bank: MemoryBank, tasks: list, n: int) -> list:
+    """[(bank task name, (uint8 images, global labels))] of ``n`` replays per task, latents seed 1000 + j."""
+    pools = []
+    for j, task in enumerate(tasks):
+        name = bank_task_name(j, task)
+        local = [list(bank.task_meta(name)["classes"]).index(c) for c in task.classes]
+        pools.append((name, draw_pool(bank.task_generator(name), task, local, n, bank.cfg.z_dim, seed=1000 + j)))
+    return pools
+
+
+def write_results(out: Path, res: dict, t_start: float) -> None:
+    """OUT/results.json, with the seconds since ``t_start``."""
+    res["seconds"] = round(time.perf_counter() - t_start, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "results.json", res)
+    print(f"wrote {out / 'results.json'} ({res['seconds']:.0f} s)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bank", required=True, help="a gan-memory bank over split-mnist")
@@ -74,11 +92,7 @@ def main() -> None:
     bank = MemoryBank(a.bank)
     tasks = parse_tasks(None, "split-mnist")[:a.tasks]
     data = [load_task_data(t, bank.cfg.resolution) for t in tasks]
-    pools = []
-    for j, task in enumerate(tasks):
-        name = bank_task_name(j, task)
-        local = [list(bank.task_meta(name)["classes"]).index(c) for c in task.classes]
-        pools.append((name, draw_pool(bank.task_generator(name), task, local, a.pool, bank.cfg.z_dim, seed=1000 + j)))
+    pools = split_mnist_pools(bank, tasks, a.pool)
 
     def row(model: Classifier) -> list[float]:
         return [round(accuracy(model, d.test_images, d.test_labels), 4) for d in data]
@@ -108,11 +122,7 @@ def main() -> None:
                         pools=(pools[:-1], pools[-1]))
         res["last_stage"][str(share)] = {"test_accuracy": row(model)}
         print(f"last stage, replay_current {share}:", res["last_stage"][str(share)], flush=True)
-    res["seconds"] = round(time.perf_counter() - t_start, 1)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "results.json", res)
-    print(f"wrote {out / 'results.json'} ({res['seconds']:.0f} s)")
+    write_results(Path(a.out), res, t_start)
 
 
 if __name__ == "__main__":
