@@ -186,3 +186,16 @@ def test_learn_lowrank_and_its_options(tmp_path, cli_bank, image_folder):
                          "--lowrank-energy", "0.8"), "--lowrank-energy and --lowrank-init need --lowrank")
     _one_clear_error(run("learn", "--memory", str(cli_bank), "--task", "x", "--data", image_folder["b"],
                          "--lowrank", "--lowrank-energy", "1.5"), "--lowrank-energy must be in (0, 1]")
+
+
+def test_a_diverging_learn_is_one_clear_error_and_keeps_the_bank(cli_bank, image_folder):
+    # an absurd learning rate overflows the task's weights within a few steps: a real divergence
+    before = (cli_bank / "tasks" / "a.safetensors").read_bytes()
+    proc = run("learn", "--memory", str(cli_bank), "--task", "b", "--data", image_folder["b"], "--iters", "20",
+               "--batch", "4", "--sample-every", "0", "--lr", "1e30")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr  # above the error: the progress bar
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("ganmemory learn: error: learning task 'b' diverged at iteration") and \
+        "nothing was stored" in error and "this run: 1e+30" in error and proc.stderr.count("error") == 1
+    assert "b " not in run("list", "--memory", str(cli_bank)).stdout.split("-\n", 1)[1]
+    assert (cli_bank / "tasks" / "a.safetensors").read_bytes() == before

@@ -1,11 +1,16 @@
 import copy
+import json
+import math
 
+import pytest
 import torch
 from torch import nn
 
 from ganmemory.data import ImageSet
+from ganmemory.errors import TrainingDiverged
 from ganmemory.nets import Discriminator, Generator, NetConfig
 from ganmemory.nets.modulated import MODULATED, ModulatedConv2d, kernels_built_once
+from ganmemory.store import read_meta
 from ganmemory.train import GANTrainer, TrainConfig, ema_update, r1_penalty
 from ganmemory.train.loop import fit, load_checkpoint
 from ganmemory.train.losses import d_loss_nonsaturating, g_loss_nonsaturating
@@ -181,3 +186,27 @@ def test_fast_step_matches_the_eager_reference_step():
     for s_eager, s_fast in zip(stats[False], stats[True], strict=True):
         for k in s_eager:
             assert abs(s_eager[k] - s_fast[k]) <= 1e-4 * max(1.0, abs(s_eager[k])), k
+
+
+def _poison_d_before(step):
+    """A train_step that fills one D weight with NaN just before ``step`` runs: the real step then
+    computes non-finite losses, as a diverged GAN does."""
+    real = GANTrainer.train_step
+
+    def poisoned(self, *a, **k):
+        if self.iteration + 1 == step:
+            with torch.no_grad():
+                self.d_params[0].fill_(float("nan"))
+        return real(self, *a, **k)
+    return poisoned
+
+
+def test_a_diverged_step_stops_training_before_it_is_logged_or_checkpointed(tiny_cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(GANTrainer, "train_step", _poison_d_before(3))
+    tr = _trainer(tiny_cfg, 6)
+    tr.cfg = TrainConfig(iters=6, batch_size=4, log_every=1, sample_every=0, ckpt_every=1)
+    with pytest.raises(TrainingDiverged, match="diverged at iteration 3") as err:
+        fit(tr, _images(), tmp_path, ckpt_meta={}, progress=False)
+    assert err.value.iteration == 3 and not math.isfinite(err.value.stats["d_loss_real"])
+    assert [json.loads(ln)["iteration"] for ln in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert read_meta(tmp_path / "checkpoint.safetensors")["iteration"] == 2

@@ -73,6 +73,16 @@ def average_gradients(params: list[torch.Tensor], world_size: int) -> None:
         offset += g.numel()
 
 
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True on every rank if ``flag`` is true on any of them (one tiny all-reduce), so all
+    ranks take the same branch; ``flag`` itself for one process."""
+    if ctx.world_size <= 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

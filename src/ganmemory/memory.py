@@ -35,7 +35,7 @@ from .compress import (SDIAG_SUFFIX, TRAINED_U, TRAINED_V, LowRankConfig, compre
                        expand_shared, expand_state, expand_trained, fold_residual, stored_parameters)
 from .data import load_data
 from .distributed import SINGLE, DistContext, barrier
-from .errors import GanMemoryError
+from .errors import GanMemoryError, TrainingDiverged
 from .nets import Discriminator, Generator
 from .nets.modulated import LowRankDelta, ModulatedConv2d
 from .source import Source, generate, latents
@@ -368,8 +368,15 @@ class MemoryBank:
             if trainer.iteration == 0:
                 on_step(0, {})
         t0 = time.perf_counter()
-        summary = fit(trainer, data, work, ckpt_meta={**ckpt_meta, "seconds": prior}, progress=progress,
-                      desc=f"learn {name}", on_step=on_step)
+        try:
+            summary = fit(trainer, data, work, ckpt_meta={**ckpt_meta, "seconds": prior}, progress=progress,
+                          desc=f"learn {name}", on_step=on_step)
+        except TrainingDiverged as exc:
+            again = "; pass --overwrite to drop its unfinished learn" if ckpt.exists() else ""
+            raise GanMemoryError(f"learning task '{name}' diverged at iteration {exc.iteration} (its GAN losses "
+                                 f"are no longer finite) and nothing was stored in bank '{self.root}'. Learn it "
+                                 f"again with a lower learning rate (this run: {train.lr_g:g}) or another seed{again}"
+                                 ) from exc
         barrier()
         history = [json.loads(line) for line in history_path.read_text().splitlines()] \
             if history_path.exists() else []

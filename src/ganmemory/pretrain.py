@@ -11,7 +11,7 @@ import torch
 
 from .data import load_data
 from .distributed import DistContext, barrier
-from .errors import GanMemoryError
+from .errors import GanMemoryError, TrainingDiverged
 from .nets import Discriminator, Generator, NetConfig
 from .source import Source
 from .store import read_meta
@@ -63,8 +63,14 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
     if resume:
         prior_seconds = float(load_checkpoint(trainer, ckpt).get("seconds", 0.0))
     t0 = time.perf_counter()
-    summary = fit(trainer, data, out, ckpt_meta={**ckpt_meta, "seconds": prior_seconds},
-                  progress=progress, desc=f"pretrain {data_spec}")
+    try:
+        summary = fit(trainer, data, out, ckpt_meta={**ckpt_meta, "seconds": prior_seconds},
+                      progress=progress, desc=f"pretrain {data_spec}")
+    except TrainingDiverged as exc:
+        where = " into another --out" if ckpt.exists() else ""
+        raise GanMemoryError(f"pretraining on '{data_spec}' diverged at iteration {exc.iteration} (its losses are "
+                             f"no longer finite); no source was written to '{out}'. Start it again with a lower "
+                             f"--lr (this run: {train.lr_g:g}) or another --seed{where}") from exc
     seconds = prior_seconds + time.perf_counter() - t0
     if not dist.is_writer:
         barrier()

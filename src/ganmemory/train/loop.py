@@ -6,6 +6,7 @@ It only reads the trainer's state; logging, sampling and checkpointing never cha
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ import torch
 from tqdm import tqdm
 
 from ..data import ImageSet
+from ..distributed import any_rank
+from ..errors import TrainingDiverged
 from ..images import save_grid
 from ..store import load_artifact, save_artifact
 from .trainer import BatchSchedule, GANTrainer
@@ -46,6 +49,10 @@ def fit(trainer: GANTrainer, data: ImageSet, out_dir: str | os.PathLike, *,
 
     Returns a summary dict (iterations, seconds, last stats). Resuming is the caller's job:
     load a checkpoint into the trainer first and ``fit`` continues from its iteration.
+
+    A step whose losses are not finite (a diverged GAN: NaN spreads to every weight and never
+    leaves) raises :class:`TrainingDiverged` on every rank at once, before that step is logged or
+    checkpointed.
     """
     cfg = trainer.cfg
     out = Path(out_dir)
@@ -66,6 +73,9 @@ def fit(trainer: GANTrainer, data: ImageSet, out_dir: str | os.PathLike, *,
         idx = sched.indices(trainer.iteration)
         stats = trainer.train_step(images[idx], labels[idx])
         it = trainer.iteration
+        if any_rank(not all(math.isfinite(v) for v in stats.values()), trainer.dist):
+            bar.close()
+            raise TrainingDiverged(it, stats)
         bar.update(1)
         if on_step is not None:
             on_step(it, stats)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ...data import ImageSet
-from ...errors import GanMemoryError
+from ...errors import GanMemoryError, TrainingDiverged
 from ...nets import Discriminator, Generator
 from ...source import Source
 from ...store import prefixed, unprefixed
@@ -135,8 +135,13 @@ class MerGAN(GenerativeReplay):
         trainer = GANTrainer(self.G, self.D, self.gan, G_ema=self.G_ema)
         t0 = time.perf_counter()
         run_dir = self.out / "mergan" / f"task{index}"
-        fit(trainer, train_set, run_dir, ckpt_meta={"task": index}, progress=self.progress,
-            desc=f"mergan GAN, task {index}")
+        try:
+            fit(trainer, train_set, run_dir, ckpt_meta={"task": index}, progress=self.progress,
+                desc=f"mergan GAN, task {index}")
+        except TrainingDiverged as exc:
+            raise GanMemoryError(f"mergan's GAN diverged on task {index + 1} ('{task.name}') at iteration "
+                                 f"{exc.iteration}: its losses are no longer finite. Run again with a lower "
+                                 f"--gan-lr (this run: {self.gan.lr_g:g})") from exc
         (run_dir / "checkpoint.safetensors").unlink(missing_ok=True)  # the log stays; the GAN lives on here
         self.seconds.append(round(time.perf_counter() - t0, 1))
         self.G_ema = trainer.G_ema.eval()
