@@ -53,8 +53,7 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=2000, help="classifier steps per task (van de Ven: 2000)")
     p.add_argument("--gan-iters", type=int, default=2000, help="GAN steps per task (gan-memory, mergan)")
     p.add_argument("--gan-lr", type=float, default=REPLAY_GAN_LR, help="GAN Adam learning rate (gan-memory, mergan)")
-    p.add_argument("--gan-batch", type=int, default=16,
-                   help="GAN batch size (gan-memory, mergan)")
+    p.add_argument("--gan-batch", type=int, default=16, help="GAN batch size (gan-memory, mergan)")
     p.add_argument("--replay-pool", type=int, default=10_000)
     p.add_argument("--replay-current", type=float, default=LifelongConfig.replay_current,
                    help="gan-memory, mergan: generated share of the current task's images (0: the paper's)")
@@ -81,8 +80,8 @@ def main() -> None:
                                  **({"replay_keep": a.replay_keep} if strategy == "gan-memory" else {}))
             kwargs = {}
             if strategy in ("gan-memory", "mergan"):
-                kwargs = {"gan": replay_gan_config(seed, iters=a.gan_iters, lr=a.gan_lr, batch_size=a.gan_batch), "progress": False,
-                          "device": a.device}
+                gan_cfg = replay_gan_config(seed, iters=a.gan_iters, lr=a.gan_lr, batch_size=a.gan_batch)
+                kwargs = {"gan": gan_cfg, "progress": False, "device": a.device}
             run_dir = out / strategy / f"seed{seed}"
             finished = run_dir / "results.json"
             r = json.loads(finished.read_text()) if a.resume and finished.exists() else {}

@@ -99,3 +99,20 @@ def resumed_equals_whole(tmp_path, stopped):
         return lines
 
     return check
+
+
+@pytest.fixture
+def diverge_before(monkeypatch):
+    """``diverge_before(step)`` makes GAN training diverge: one D weight turns to NaN just
+    before ``step`` runs, so the real step computes non-finite losses, as a diverged GAN does."""
+    from ganmemory.train import GANTrainer
+    real = GANTrainer.train_step
+
+    def patch(step):
+        def poisoned(self, *a, **k):
+            if self.iteration + 1 == step:
+                with torch.no_grad():
+                    self.d_params[0].fill_(float("nan"))
+            return real(self, *a, **k)
+        monkeypatch.setattr(GANTrainer, "train_step", poisoned)
+    return patch

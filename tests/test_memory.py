@@ -8,7 +8,7 @@ from ganmemory.errors import GanMemoryError
 from ganmemory.memory import MemoryBank
 from ganmemory.nets import Discriminator, Generator, NetConfig
 from ganmemory.source import Source, latents
-from ganmemory.train import GANTrainer, TrainConfig
+from ganmemory.train import TrainConfig
 
 FAST = dict(iters=3, batch_size=4, sample_every=0, ckpt_every=0, log_every=1)
 
@@ -310,17 +310,10 @@ def test_interpolating_conditional_tasks_draws_their_classes_in_turn(bank, class
         assert (strip[:, step] - want).abs().max() <= 1e-6
 
 
-def test_a_diverged_learn_stores_nothing_and_names_the_task(bank, image_folder, monkeypatch):
+def test_a_diverged_learn_stores_nothing_and_names_the_task(bank, image_folder, diverge_before):
     bank.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
     before = bank.load_task("a")[0]
-    real = GANTrainer.train_step
-
-    def diverging(self, *a, **k):  # D's weights turn to NaN before step 3, as in a diverged run
-        if self.iteration == 2:
-            with torch.no_grad():
-                self.d_params[0].fill_(float("nan"))
-        return real(self, *a, **k)
-    monkeypatch.setattr(GANTrainer, "train_step", diverging)
+    diverge_before(3)
     cfg = TrainConfig(iters=5, batch_size=4, sample_every=0, ckpt_every=1, lr_g=3e-4, lr_d=3e-4)
     with pytest.raises(GanMemoryError, match=r"learning task 'b' diverged at iteration 3 .*nothing was stored"
                                              r".*this run: 0\.0003.*--overwrite"):

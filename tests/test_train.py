@@ -188,21 +188,8 @@ def test_fast_step_matches_the_eager_reference_step():
             assert abs(s_eager[k] - s_fast[k]) <= 1e-4 * max(1.0, abs(s_eager[k])), k
 
 
-def _poison_d_before(step):
-    """A train_step that fills one D weight with NaN just before ``step`` runs: the real step then
-    computes non-finite losses, as a diverged GAN does."""
-    real = GANTrainer.train_step
-
-    def poisoned(self, *a, **k):
-        if self.iteration + 1 == step:
-            with torch.no_grad():
-                self.d_params[0].fill_(float("nan"))
-        return real(self, *a, **k)
-    return poisoned
-
-
-def test_a_diverged_step_stops_training_before_it_is_logged_or_checkpointed(tiny_cfg, tmp_path, monkeypatch):
-    monkeypatch.setattr(GANTrainer, "train_step", _poison_d_before(3))
+def test_a_diverged_step_stops_training_before_it_is_logged_or_checkpointed(tiny_cfg, tmp_path, diverge_before):
+    diverge_before(3)
     tr = _trainer(tiny_cfg, 6)
     tr.cfg = TrainConfig(iters=6, batch_size=4, log_every=1, sample_every=0, ckpt_every=1)
     with pytest.raises(TrainingDiverged, match="diverged at iteration 3") as err:
