@@ -80,8 +80,10 @@ class EWC(Strategy):
     def penalty(self, model: Classifier) -> torch.Tensor | None:
         if self.fisher is None:
             return None
-        names = list(self.fisher)
+        # the model's parameter order, not the Fisher's key order (a restored state's keys come
+        # back sorted): the sum then runs in one order, so a resumed run adds up exactly as the whole one
         params = dict(model.named_parameters())
+        names = [n for n in params if n in self.fisher]
         return ewc_penalty([params[n] for n in names], [self.anchors[n] for n in names],
                            [self.fisher[n] for n in names], self.cfg.ewc_lambda)
 
