@@ -7,6 +7,7 @@ exit status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -30,24 +31,76 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a refused option as one line (not the whole usage) and a pointer to --help."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _add(sub, name: str, help_: str, epilog: str = "") -> argparse.ArgumentParser:
     # argparse %-formats help strings (not descriptions): a literal % must be doubled there
     return sub.add_parser(name, help=help_.replace("%", "%%"), description=help_, epilog=epilog,
                           formatter_class=_Formatter)
 
 
-def _positive(text: str) -> int:
+def _whole(text: str, low: int, high: int) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not low <= v <= high:
+        raise argparse.ArgumentTypeError(f"{v} must be in [{low:,}, {high:,}]")
     return v
 
 
+def _positive(text: str) -> int:
+    return _whole(text, 1, 2**62)
+
+
+def _nonnegative(text: str) -> int:
+    return _whole(text, 0, 2**62)
+
+
+def _seed(text: str) -> int:
+    from .configs import MAX_SEED
+    return _whole(text, 0, MAX_SEED)
+
+
+def _count(high: int):
+    """A whole number in [1, high]: images or steps a command draws at once."""
+    def parse(text: str) -> int:
+        return _whole(text, 1, high)
+    parse.__name__ = "count"  # argparse names the type in its error
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """A number in (0, 1] (a share, an energy)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < v <= 1:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"{v} must be in (0, 1]")
+    return v
+
+
+def _finite(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+    return v
+
+
+MAX_DRAW = 10_000  # images one sample or interpolate call draws into memory at once
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ganmemory", formatter_class=_Formatter, epilog=EPILOG_MAIN,
+    p = _Parser(prog="ganmemory", formatter_class=_Formatter, epilog=EPILOG_MAIN,
                                 description="Lifelong generative memory: GAN Memory with No Forgetting "
                                             "(Cong et al., NeurIPS 2020).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -105,14 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--no-flip", action="store_true", help="no random horizontal flips (e.g. digits)")
     ln.add_argument("--overwrite", action="store_true", help="replace an existing task of that name")
     ln.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    ln.add_argument("--eval-every", type=int, default=0, metavar="K",
+    ln.add_argument("--eval-every", type=_nonnegative, default=0, metavar="K",
                     help="score the task every K iterations and at the end (0: never); plot in BANK/plots/")
     ln.add_argument("--eval-n", type=_positive, default=1000, help="images per score during learn")
     ln.add_argument("--eval-metric", default="fd-el0", choices=("fd-el0", "kid-el0"), help="score during learn")
     ln.add_argument("--lowrank", action="store_true", help="train in the bank's accumulated low-rank bases")
     from .compress import LowRankConfig
     low = LowRankConfig()
-    ln.add_argument("--lowrank-energy", type=float, metavar="E",
+    ln.add_argument("--lowrank-energy", type=_finite, metavar="E",
                     help=f"with --lowrank: each matrix keeps this fraction of its squared change when stored "
                          f"(default: {low.energy})")
     ln.add_argument("--lowrank-init", choices=("source", "previous"),
@@ -131,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=_positive, default=5000, help="generated and real images (real capped at the data size)")
     ev.add_argument("--metric", default="fd-el0", choices=("fd-el0", "kid-el0", "fid"), help="score")
     ev.add_argument("--inception-weights", metavar="PATH", help="pytorch-fid's InceptionV3 weights (for --metric fid)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the generated latents")
+    ev.add_argument("--seed", type=_seed, default=0, help="seed of the generated latents")
     ev.add_argument("--json", metavar="FILE", help="also write the result as JSON")
 
     ls = _add(sub, "list", "list the tasks of a bank: data, iterations, parameters, % of G, bytes",
@@ -144,9 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     it.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
     it.add_argument("--from", dest="task_a", required=True, metavar="A", help="start task")
     it.add_argument("--to", dest="task_b", required=True, metavar="B", help="end task")
-    it.add_argument("--steps", type=_positive, default=8, help="images per row (>= 2)")
-    it.add_argument("-n", type=_positive, default=4, help="rows (latents)")
-    it.add_argument("--seed", type=int, default=0, help="seed of the latents")
+    it.add_argument("--steps", type=_count(256), default=8, help="images per row (2 to 256)")
+    it.add_argument("-n", type=_count(256), default=4, help="rows (latents, at most 256)")
+    it.add_argument("--seed", type=_seed, default=0, help="seed of the latents")
     it.add_argument("--mode", choices=("whole", "blocks"), default="whole",
                     help="whole: all parameters together; blocks: Linear, then block by block")
     it.add_argument("--out", default="interpolation.png", metavar="PNG", help="strip PNG to write")
@@ -161,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--out", metavar="NEW_BANK", help="write the compressed tasks into a new bank (keeps the original)")
     where.add_argument("--in-place", action="store_true", help="replace the tasks in BANK")
     cp.add_argument("--task", action="append", metavar="NAME", help="task to compress (repeatable; default all)")
-    cp.add_argument("--energy", type=float, default=0.9, help="fraction of sum(s^2) each matrix keeps")
+    cp.add_argument("--energy", type=_fraction, default=0.9, help="fraction of sum(s^2) each matrix keeps, in (0, 1]")
     cp.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32", help="stored precision")
     cp.add_argument("--shared", action="store_true",
                     help="bases shared by all tasks, grown task by task (a task adds columns only when needed)")
@@ -183,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--out", default="ganmemory-demo", metavar="DIR", help="output folder (an earlier demo's is replaced)")
     dm.add_argument("--iters", type=_positive, default=500, help="iterations per task")
     dm.add_argument("--source", metavar="FILE", help="source file (default: the shipped openclipart source)")
-    dm.add_argument("--seed", type=int, default=0, help="training and sampling seed")
+    dm.add_argument("--seed", type=_seed, default=0, help="training and sampling seed")
 
     lf = _add(sub, "lifelong", "class-incremental classification, task after task, with a replay strategy",
               "examples:\n  ganmemory lifelong --benchmark split-mnist --strategy gan-memory --out runs/ll-gm\n"
@@ -213,22 +266,22 @@ def build_parser() -> argparse.ArgumentParser:
     g = lf.add_argument_group("classifier")
     g.add_argument("--iters", type=_positive, default=lc.iters, help="classifier steps per task")
     g.add_argument("--batch", type=_positive, default=lc.batch_size, help="current-task images per step (replay adds as many per earlier task)")
-    g.add_argument("--lr", type=float, default=lc.lr, help="Adam learning rate")
+    g.add_argument("--lr", type=_finite, default=lc.lr, help="Adam learning rate")
     g.add_argument("--classifier", choices=("cnn", "el0"), default=lc.classifier, help="small CNN, or EfficientNet-Lite0 + head")
     g.add_argument("--resolution", type=_positive, default=lc.resolution, help="image side (the source's, for replay)")
-    g.add_argument("--ewc-lambda", type=float, default=lc.ewc_lambda, help="EWC penalty weight")
+    g.add_argument("--ewc-lambda", type=_finite, default=lc.ewc_lambda, help="EWC penalty weight")
     g.add_argument("--fisher-samples", type=_positive, default=lc.fisher_samples, help="ewc: images per Fisher estimate")
     g.add_argument("--replay-pool", type=_positive, default=lc.replay_pool, help="generated images kept per earlier task")
-    g.add_argument("--seed", type=int, default=lc.seed, help="seed of the classifier, batches and replay (and the GANs)")
+    g.add_argument("--seed", type=_seed, default=lc.seed, help="seed of the classifier, batches and replay (and the GANs)")
     g = lf.add_argument_group("generative replay (gan-memory, mergan)")
     g.add_argument("--gan-iters", type=_positive, default=2000, help="GAN iterations per task")
     g.add_argument("--gan-batch", type=_positive, default=16, help="GAN batch size")
-    g.add_argument("--gan-lr", type=float, default=REPLAY_GAN_LR, help="GAN Adam learning rate (G and D)")
-    g.add_argument("--replay-current", type=float, metavar="SHARE",
+    g.add_argument("--gan-lr", type=_finite, default=REPLAY_GAN_LR, help="GAN Adam learning rate (G and D)")
+    g.add_argument("--replay-current", type=_finite, metavar="SHARE",
                    help=f"share of the current task's images per batch drawn from its just-learned GAN instead "
                         f"of real data, in [0, 1]: 0 is the paper's all-real batch, 1 trains the classifier on "
                         f"generated images only (default {lc.replay_current})")
-    g.add_argument("--replay-keep", type=float, metavar="SHARE",
+    g.add_argument("--replay-keep", type=_finite, metavar="SHARE",
                    help=f"gan-memory: draw 1/SHARE times each replay pool and keep the SHARE that a judge, trained "
                         f"on the task's real images, most surely sees as the class asked, "
                         f"in (0, 1]; 1 keeps every draw (default {lc.replay_keep})")
@@ -248,11 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source", metavar="FILE", help="source file (default: the shipped openclipart source)")
     s.add_argument("--class", dest="classes", action="append", metavar="C",
                    help="class of a conditional task (repeatable; -n images each)")
-    s.add_argument("-n", type=_positive, default=64, help="number of images (per --class)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the latent draws")
+    s.add_argument("-n", type=_count(MAX_DRAW), default=64, help=f"number of images (per --class; at most {MAX_DRAW:,})")
+    s.add_argument("--seed", type=_seed, default=0, help="seed of the latent draws")
     s.add_argument("--out", metavar="PNG", help="write one grid PNG")
     s.add_argument("--out-dir", metavar="DIR", help="write one PNG per image")
-    s.add_argument("--scale", type=_positive, default=2, help="enlarge the grid by this factor")
+    s.add_argument("--scale", type=_count(16), default=2, help="enlarge the grid by this factor (at most 16)")
     # import-gan-stability
     i = _add(sub, "import-gan-stability", "convert a GAN_stability (GP-GAN resnet4) checkpoint into a source",
              "example:\n  ganmemory import-gan-stability celebahq.pt --out celebahq256.safetensors\n"
@@ -282,14 +335,14 @@ def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None) -> Non
     g.add_argument("--iters", type=_positive, default=iters or c.iters,
                    help="generator steps in all (not just this run)")
     g.add_argument("--batch", type=_positive, default=c.batch_size, help="batch size")
-    g.add_argument("--lr", type=float, default=c.lr_g, help="Adam learning rate of G and D")
-    g.add_argument("--r1", type=float, default=c.r1_gamma, help="R1 weight (mean squared gradient norm, no 1/2)")
+    g.add_argument("--lr", type=_finite, default=c.lr_g, help="Adam learning rate of G and D")
+    g.add_argument("--r1", type=_finite, default=c.r1_gamma, help="R1 weight (mean squared gradient norm, no 1/2)")
     g.add_argument("--r1-every", type=_positive, default=c.r1_every, help="lazy R1: every N D steps, weight x N")
-    g.add_argument("--ema-beta", type=float, default=c.ema_beta, help="generator EMA decay")
-    g.add_argument("--seed", type=int, default=c.seed, help="seed of the weights, batch order and noise")
+    g.add_argument("--ema-beta", type=_finite, default=c.ema_beta, help="generator EMA decay")
+    g.add_argument("--seed", type=_seed, default=c.seed, help="seed of the weights, batch order and noise")
     g.add_argument("--log-every", type=_positive, default=c.log_every, help="JSON-lines log record every N steps")
-    g.add_argument("--sample-every", type=int, default=c.sample_every, help="sample grid every N steps (0: never)")
-    g.add_argument("--ckpt-every", type=int, default=c.ckpt_every, help="checkpoint every N steps (0: at the end)")
+    g.add_argument("--sample-every", type=_nonnegative, default=c.sample_every, help="sample grid every N steps (0: never)")
+    g.add_argument("--ckpt-every", type=_nonnegative, default=c.ckpt_every, help="checkpoint every N steps (0: at the end)")
 
 
 def _net_cfg(a: argparse.Namespace, **extra):
@@ -386,9 +439,11 @@ def cmd_list(a: argparse.Namespace) -> int:
     head = f"{'task':<20} {'data':<28} {'iters':>7} {'parameters':>11} {'% of G':>7} {'bytes':>11}  kind"
     print(head)
     print("-" * len(head))
+    damaged = 0
     for t in bank.task_infos():
         if t.error:
-            print(f"{t.name:<20} CORRUPTED: {t.error}")
+            print(f"{t.name:<20} DAMAGED: {t.error}")
+            damaged += 1
             continue
         m = t.meta
         n = m.get("task_parameters", n_task)
@@ -397,7 +452,17 @@ def cmd_list(a: argparse.Namespace) -> int:
             kind.append(f"compressed ({m['compressed'].get('mode', 'per-task')}, energy {m['compressed']['energy']})")
         print(f"{t.name:<20} {m.get('data', '?'):<28.28} {m.get('iterations', 0):>7} {n:>11,} "
               f"{100 * n / n_g:>6.1f}% {t.bytes:>11,}  {'; '.join(kind) or 'unconditional'}")
-    return 0
+    removed, kept = bank.clean_leftovers()
+    for item in removed:
+        print(f"removed {item.path}: left by an interrupted save of task '{item.task}'")
+    for item in kept:
+        print(f"unfinished learn of task '{item.task}' in {item.path}: continue it with 'learn --resume', "
+              f"or clear it with 'remove --task {item.task}'" if item.kind == "unfinished" else
+              f"{item.path}: a save of task '{item.task}' is under way in another process")
+    if damaged:
+        print(f"{damaged} damaged task(s): the others are intact; remove a damaged one with "
+              "'ganmemory remove --task NAME'", file=sys.stderr)
+    return 1 if damaged else 0
 
 
 def cmd_interpolate(a: argparse.Namespace) -> int:
@@ -452,8 +517,8 @@ def cmd_compress(a: argparse.Namespace) -> int:
 
 def cmd_remove(a: argparse.Namespace) -> int:
     from .memory import MemoryBank
-    MemoryBank(a.memory).remove(a.task)
-    print(f"removed task '{a.task}'")
+    removed = MemoryBank(a.memory).remove(a.task)
+    print(f"removed task '{a.task}': {', '.join(removed)}")
     return 0
 
 
@@ -558,6 +623,11 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except GanMemoryError as exc:
         print(f"ganmemory {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused: a place that cannot be written, a full disk
+        name = exc.filename2 or exc.filename  # a rename names its target second
+        where = f"'{name}'" if name else "a file"
+        print(f"ganmemory {args.command}: error: cannot use {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ganmemory {args.command}: interrupted; files already written are intact", file=sys.stderr)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .configs import config_from_dict
+from .configs import check_types, config_from_dict
 
 from .errors import GanMemoryError
 
@@ -196,6 +196,7 @@ class LowRankConfig:
     init: str = "source"
 
     def __post_init__(self) -> None:
+        check_types(self)
         if not 0 < self.energy <= 1:
             raise GanMemoryError(f"--lowrank-energy must be in (0, 1], got {self.energy}")
         if self.penalty < 0:

@@ -34,27 +34,23 @@ from .atomic import atomic_write_bytes, atomic_write_json
 from .compress import (SDIAG_SUFFIX, TRAINED_U, TRAINED_V, LowRankConfig, compress_shared, compress_state,
                        expand_shared, expand_state, expand_trained, fold_residual, stored_parameters)
 from .data import load_data
-from .distributed import SINGLE, DistContext, barrier
+from .distributed import SINGLE, DistContext, any_rank, barrier
 from .errors import GanMemoryError, TrainingDiverged
+from .locks import BASES_LOCK, TaskLock, locked
 from .nets import Discriminator, Generator
 from .nets.modulated import LowRankDelta, ModulatedConv2d
 from .source import Source, generate, latents
-from .store import check_complete, load_artifact, prefixed, read_meta, save_artifact, unprefixed
+from .store import check_complete, load_artifact, load_checked, prefixed, read_meta, save_artifact, unprefixed
+from .taskfile import (TASK_FORMAT, check_shapes, check_task_meta, check_task_name, check_task_tensors, sidecar,
+                       task_file, write_task_file)
 from .train import GANTrainer, TrainConfig
 from .train.losses import singular_value_penalty
 from .train.loop import fit, load_checkpoint
 
 BANK_FORMAT, BANK_VERSION = "ganmemory-bank", 1
 BASES_FORMAT = "ganmemory-bases"
-TASK_FORMAT, TASK_VERSION = "ganmemory-task", 1
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
-
-
-def check_task_name(name: str) -> str:
-    if not _NAME.match(name or ""):
-        raise GanMemoryError(f"task name '{name}' is not allowed: use letters, digits, '_', '-', '.', '+' "
-                             "(at most 64, starting with a letter or digit)")
-    return name
+# what an interrupted atomic write leaves in tasks/: '.NAME.safetensors.XXXXXXXX.tmp' (or .json)
+_LEFTOVER = re.compile(r"\.(.+)\.(safetensors|json)\.[A-Za-z0-9_]+\.tmp")
 
 
 @dataclass
@@ -63,6 +59,14 @@ class TaskInfo:
     meta: dict[str, Any] | None  # None when the file is corrupted
     error: str | None
     bytes: int
+
+
+@dataclass
+class Leftover:
+    """What an interrupted writer left: a temporary file of a cut save, or an unfinished learn."""
+    task: str
+    path: Path
+    kind: str  # "temporary" or "unfinished"
 
 
 class MemoryBank:
@@ -77,10 +81,12 @@ class MemoryBank:
                                  f"create one with 'ganmemory init --out {self.root}'")
         try:
             self.info = json.loads(info_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise GanMemoryError(f"'{info_path}' is corrupted ({exc})") from exc
-        if self.info.get("format") != BANK_FORMAT:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise GanMemoryError(f"'{info_path}' is corrupted ({type(exc).__name__})") from None
+        if not isinstance(self.info, dict) or self.info.get("format") != BANK_FORMAT:
             raise GanMemoryError(f"'{info_path}' is not a ganmemory bank description")
+        if not isinstance(self.info.get("source_hash"), str):
+            raise GanMemoryError(f"'{info_path}' is corrupted: it names no source hash")
         self.source = Source.load(self.root / "source.safetensors")
         if self.source.file_hash != self.info.get("source_hash"):
             raise GanMemoryError(f"bank '{self.root}': its source.safetensors (hash {self.source.file_hash}) "
@@ -88,6 +94,7 @@ class MemoryBank:
         self.cfg = self.source.cfg
         self._samplers: dict[int, Generator] = {}  # by number of classes (0: unconditional)
         self._starts: dict[int, dict[str, torch.Tensor]] = {}
+        self._shapes: dict[tuple[str, int], dict[str, torch.Size]] = {}
 
     # ------------------------------------------------------------------ creation and listing
 
@@ -109,20 +116,26 @@ class MemoryBank:
         return cls(root)
 
     def _task_path(self, name: str) -> Path:
-        return self.root / "tasks" / f"{name}.safetensors"
+        """The one mapping from a task name to its file; refuses names that are not plain names."""
+        return task_file(self.root / "tasks", name)
 
-    def task_infos(self) -> list[TaskInfo]:
-        """Every task file, in the order learned; corrupted ones carry their error."""
+    def _lock(self, name: str, holder: str) -> TaskLock:
+        if name != BASES_LOCK:
+            check_task_name(name)
+        return TaskLock(self.root, name).acquire(holder)
+
+    def task_infos(self, verify: bool = True) -> list[TaskInfo]:
+        """Every task file, in the order learned; a damaged one carries its error, and the
+        others are listed as usual. ``verify`` also reads and checks every task's tensors
+        (their hash, values, names and shapes); without it only the headers are checked."""
         out = []
         for path in sorted((self.root / "tasks").glob("*.safetensors")):
             if path.name.startswith("."):
                 continue
             name = path.name[: -len(".safetensors")]
-            size = path.stat().st_size + (path.with_suffix(".json").stat().st_size
-                                          if path.with_suffix(".json").exists() else 0)
+            size = path.stat().st_size + (sidecar(path).stat().st_size if sidecar(path).exists() else 0)
             try:
-                meta = read_meta(path)
-                check_complete(path)
+                meta = self.load_task(name)[1] if verify else self.task_meta(name)
                 out.append(TaskInfo(name, meta, None, size))
             except GanMemoryError as exc:
                 out.append(TaskInfo(name, None, str(exc), size))
@@ -130,7 +143,8 @@ class MemoryBank:
         return out
 
     def tasks(self) -> list[str]:
-        return [t.name for t in self.task_infos()]
+        """The names of the bank's task files, in the order learned (damaged ones included)."""
+        return [t.name for t in self.task_infos(verify=False)]
 
     def _require(self, name: str) -> Path:
         path = self._task_path(name)
@@ -140,25 +154,53 @@ class MemoryBank:
         return path
 
     def task_meta(self, name: str) -> dict[str, Any]:
-        return read_meta(self._require(name))
-
-    def load_task(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """A task's tensors and metadata; a corrupted file raises an error naming it."""
+        """A task's metadata, checked against the task header's schema (no tensor is read)."""
         path = self._require(name)
         check_complete(path)
-        tensors, meta = load_artifact(path, TASK_FORMAT)
-        if meta.get("source_hash") != self.source.file_hash:
-            raise GanMemoryError(f"task file '{path}' was learned from source {meta.get('source_hash')}, "
-                                 f"not this bank's {self.source.file_hash}")
-        mode = meta.get("compressed", {}).get("mode")
-        if mode == "shared":  # cores over the bank's bases
-            tensors = prefixed("G", expand_shared(unprefixed("G", tensors), self.shared_bases()))
-        elif mode == "lowrank-trained":  # coefficients over the bank's trained bases
-            starts = self.task_start(int(meta.get("n_classes", 0)))
-            tensors = prefixed("G", expand_trained(unprefixed("G", tensors), self.shared_bases(), starts))
-        elif meta.get("compressed"):  # low-rank factors -> full matrices, transparently
-            tensors = prefixed("G", expand_state(unprefixed("G", tensors)))
+        return check_task_meta(read_meta(path), path, self.cfg.resolution, self.source.file_hash)
+
+    def load_task(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """A task's tensors (compressed forms expanded to full matrices) and metadata.
+
+        Checked before use: the header's schema, the tensors' hash, that every value is finite,
+        and that the tensors have exactly the names and shapes of this bank's networks. Any
+        fault raises one error naming the task and the fault."""
+        meta = self.task_meta(name)
+        path = self._task_path(name)
+        tensors, digest, non_finite = load_checked(path)
+        check_task_tensors(path, tensors, meta, digest, non_finite)
+        compressed = meta.get("compressed")
+        if compressed and any(not k.startswith("G.") for k in tensors):
+            raise GanMemoryError(f"task '{name}' ('{path}') is corrupted: a compressed task holds only "
+                                 "generator tensors")
+        try:
+            mode = compressed.get("mode", "per-task") if compressed else None
+            if mode == "shared":  # cores over the bank's bases
+                tensors = prefixed("G", expand_shared(unprefixed("G", tensors), self.shared_bases()))
+            elif mode == "lowrank-trained":  # coefficients over the bank's trained bases
+                starts = self.task_start(meta["n_classes"])
+                tensors = prefixed("G", expand_trained(unprefixed("G", tensors), self.shared_bases(), starts))
+            elif mode == "per-task":  # low-rank factors -> full matrices, transparently
+                tensors = prefixed("G", expand_state(unprefixed("G", tensors)))
+        except (KeyError, RuntimeError, IndexError, ValueError) as exc:
+            raise GanMemoryError(f"task '{name}' ('{path}') is corrupted: its compressed tensors do not fit "
+                                 f"together ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+        g_shapes = self._task_shapes("G", meta["n_classes"])
+        check_shapes(path, "generator", unprefixed("G", tensors), g_shapes)
+        if not compressed:  # a task stored whole keeps its training state too
+            check_shapes(path, "trained generator", unprefixed("G_train", tensors), g_shapes)
+            check_shapes(path, "discriminator", unprefixed("D", tensors), self._task_shapes("D", meta["n_classes"]))
         return tensors, meta
+
+    def _task_shapes(self, net: str, n_classes: int) -> dict[str, torch.Size]:
+        """The names and shapes of a task's parameters of ``net`` ("G" or "D"), read off the
+        bank's networks (the sampler for G; a discriminator built once for D)."""
+        key = (net, n_classes)
+        if key not in self._shapes:
+            module = self._modulated_generator(n_classes) if net == "G" else \
+                Discriminator(self.cfg, modulated=True, n_classes=n_classes)
+            self._shapes[key] = {n: t.shape for n, t in module.task_state_dict().items()}
+        return self._shapes[key]
 
     def shared_bases(self) -> dict[str, torch.Tensor]:
         """The bank's shared bases (empty when there are none yet)."""
@@ -307,8 +349,28 @@ class MemoryBank:
         into the task's metadata and a plot into ``BANK/plots/NAME.png``.
 
         In a torchrun launch pass ``dist`` (``distributed.setup()``): every rank trains its
-        slice of each batch and only rank 0 writes files."""
+        slice of each batch and only rank 0 writes files.
+
+        The task's lock is held from before the bank is looked at to after the task file's
+        final rename, so a second writer of the same name fails at once with one error."""
         check_task_name(name)
+        lock = TaskLock(self.root, name)
+        got = lock.try_acquire(f"learn {name}") if dist.is_writer else True
+        if any_rank(not got, dist):  # every rank stops together
+            lock.release()
+            raise lock.busy() if dist.is_writer else GanMemoryError(f"task '{name}' is in use by another process")
+        try:
+            if dist.is_writer:
+                self._clear_temporary(name)
+            return self._learn(name, data_spec, train, resume=resume, overwrite=overwrite, progress=progress,
+                               log=log, dist=dist, eval_every=eval_every, eval_n=eval_n,
+                               eval_metric=eval_metric, lowrank=lowrank)
+        finally:
+            lock.release()
+
+    def _learn(self, name: str, data_spec: str, train: TrainConfig, *, resume: bool, overwrite: bool,
+               progress: bool, log: Callable[[str], None], dist: DistContext, eval_every: int, eval_n: int,
+               eval_metric: str, lowrank: LowRankConfig | None) -> dict[str, Any]:
         train.check_divisible(dist.world_size)
         path, work = self._task_path(name), self.root / "work" / name
         ckpt = work / "checkpoint.safetensors"
@@ -326,7 +388,8 @@ class MemoryBank:
                 shutil.rmtree(work)
         if resume:
             meta = read_meta(ckpt)
-            if meta.get("data") != data_spec or not train.resumes(meta.get("train", {})) \
+            if meta.get("data") != data_spec or not isinstance(meta.get("train"), dict) \
+                    or not train.resumes(meta["train"]) \
                     or meta.get("lowrank") != (lowrank.to_dict() if lowrank else None):
                 raise GanMemoryError(f"cannot resume task '{name}': it was started with data "
                                      f"'{meta.get('data')}' and other options; only --iters may change")
@@ -382,7 +445,7 @@ class MemoryBank:
             if history_path.exists() else []
         seconds = prior + time.perf_counter() - t0
         n_task, n_g = self.generator_param_count(n_classes)
-        meta = {"format": TASK_FORMAT, "format_version": TASK_VERSION, "name": name, "data": data_spec,
+        meta = {"name": name, "data": data_spec,
                 "classes": list(data.classes), "n_classes": n_classes, "images": len(data),
                 "resolution": self.cfg.resolution,
                 "iterations": trainer.iteration, "seed": train.seed, "train": train.to_dict(),
@@ -394,14 +457,13 @@ class MemoryBank:
         if dist.is_writer:
             trainer.G.cpu(), trainer.G_ema.cpu(), trainer.D.cpu()
             if lowrank is None:
-                self._write_task(name, trainer, meta)
+                meta = self._write_task(name, trainer, meta)
             else:
-                meta = self._write_lowrank_task(name, trainer.G_ema, basis_k, lowrank, meta)
+                with self._lock(BASES_LOCK, f"learn {name}"):
+                    meta = self._write_lowrank_task(name, trainer.G_ema, basis_k, lowrank, meta)
             if history:
                 self._plot_history(name, history)
-            shutil.rmtree(work, ignore_errors=True)
-            if work.parent.exists() and not any(work.parent.iterdir()):
-                work.parent.rmdir()
+            self._drop_work(name)
         barrier()
         return meta
 
@@ -496,19 +558,65 @@ class MemoryBank:
                                "parameters_before": full, "basis_parameters_added": added},
                 "task_parameters": stored_parameters(small) + added}
         self._save_bases(bases, lowrank_last=name)
-        save_artifact(self._task_path(name), prefixed("G", small), meta)
-        atomic_write_json(self._task_path(name).with_suffix(".json"), meta)
-        return meta
+        return write_task_file(self._task_path(name), prefixed("G", small), meta)
 
-    def _write_task(self, name: str, trainer: GANTrainer, meta: dict[str, Any]) -> None:
+    def _write_task(self, name: str, trainer: GANTrainer, meta: dict[str, Any]) -> dict[str, Any]:
         tensors, opt_meta = trainer.state_tensors()
         out = {**prefixed("G", unprefixed("G_ema", tensors)), **prefixed("G_train", unprefixed("G", tensors)),
                **prefixed("D", unprefixed("D", tensors))}
         out.update({k: v for k, v in tensors.items() if k.startswith(("opt_g.", "opt_d."))})
         meta = {**meta, "optimizer": {"opt_g": opt_meta["opt_g"], "opt_d": opt_meta["opt_d"]}}
-        save_artifact(self._task_path(name), out, meta)
-        atomic_write_json(self._task_path(name).with_suffix(".json"),
-                          {k: v for k, v in meta.items() if k != "optimizer"})
+        return write_task_file(self._task_path(name), out, meta)
+
+    def _drop_work(self, name: str) -> None:
+        """Remove a task's unfinished learn (and the work folder once it is empty)."""
+        work = self.root / "work" / name
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            work.parent.rmdir()
+        except OSError:  # another task's learn is still there, or none ever was
+            pass
+
+    def _clear_temporary(self, name: str) -> list[Path]:
+        """Delete the temporary files an interrupted save of task ``name`` left in tasks/ (the
+        caller holds the task's lock, so no write of it is under way)."""
+        gone = []
+        for item in self.leftovers():
+            if item.task == name and item.kind == "temporary":
+                item.path.unlink(missing_ok=True)
+                gone.append(item.path)
+        return gone
+
+    def leftovers(self) -> list[Leftover]:
+        """What interrupted writers left behind: temporary files of a cut save in tasks/, and
+        unfinished learns in work/ (which ``learn --resume`` continues)."""
+        out = []
+        tasks = self.root / "tasks"
+        for p in sorted(tasks.iterdir()) if tasks.is_dir() else []:
+            m = _LEFTOVER.fullmatch(p.name)
+            if m and p.is_file():
+                out.append(Leftover(m.group(1), p, "temporary"))
+        work = self.root / "work"
+        for p in sorted(work.iterdir()) if work.is_dir() else []:
+            if p.is_dir():
+                out.append(Leftover(p.name, p, "unfinished"))
+        return out
+
+    def clean_leftovers(self) -> tuple[list[Leftover], list[Leftover]]:
+        """Delete the temporary files of cut saves whose task nobody is writing now. Returns
+        (removed, kept): kept are unfinished learns and files of a save that is under way."""
+        removed, kept = [], []
+        for item in self.leftovers():
+            lock = TaskLock(self.root, item.task)
+            if item.kind == "temporary" and _plain_name(item.task) and _try(lock):
+                try:
+                    item.path.unlink(missing_ok=True)
+                    removed.append(item)
+                finally:
+                    lock.release()
+            else:
+                kept.append(item)
+        return removed, kept
 
     # ------------------------------------------------------------------ bank operations
 
@@ -519,49 +627,78 @@ class MemoryBank:
 
         ``shared``: the tasks, in the order given, grow bases shared by the target bank
         (BANK/bases.safetensors) and each keeps only its cores; a task's row counts the
-        columns it added. Otherwise each matrix gets its own truncated SVD."""
+        columns it added. Otherwise each matrix gets its own truncated SVD.
+
+        Every task is checked and the target's locks are taken before anything is written."""
+        if not 0 < energy <= 1:
+            raise GanMemoryError(f"--energy must be in (0, 1], got {energy}")
         names = list(names) if names else self.tasks()
         target = out or self
         if target.source.file_hash != self.source.file_hash:
             raise GanMemoryError(f"bank '{target.root}' has another source; cannot hold these tasks")
-        n_g = self.generator_param_count()[1]
-        rows = []
+        loaded = {}
         for name in names:
             tensors, meta = self.load_task(name)
             if meta.get("compressed"):
                 raise GanMemoryError(f"task '{name}' is already compressed")
-            before_bytes = self._task_path(name).stat().st_size
-            full = unprefixed("G", tensors)
-            path = target._task_path(name)
-            if out is not None and path.exists():
+            if out is not None and target._task_path(name).exists():
                 raise GanMemoryError(f"task '{name}' already exists in bank '{target.root}'")
-            added = 0
-            if shared:
-                small, bases, added = compress_shared(full, target.shared_bases(), energy, dtype)
-            else:
-                small = compress_state(full, energy, dtype)
-            new_meta = {k: v for k, v in meta.items() if k != "optimizer"}
-            new_meta.update({"compressed": {"mode": "shared" if shared else "per-task", "energy": energy,
-                                            "dtype": str(dtype).replace("torch.", ""),
-                                            "parameters_before": stored_parameters(full),
-                                            "basis_parameters_added": added},
-                             "task_parameters": stored_parameters(small) + added})
-            if shared:  # the grown bases first: they stay valid for every task already stored
-                target._save_bases(bases, energy=energy)
-            save_artifact(path, prefixed("G", small), new_meta)
-            atomic_write_json(path.with_suffix(".json"), new_meta)
-            rows.append({"task": name, "parameters_before": stored_parameters(full),
-                         "parameters_after": stored_parameters(small) + added, "generator_parameters": n_g,
-                         "bytes_before": before_bytes, "bytes_after": path.stat().st_size})
+            loaded[name] = (tensors, meta)
+        n_g = self.generator_param_count()[1]
+        rows = []
+        with locked(target.root, names + ([BASES_LOCK] if shared else []), "compress"):
+            for name, (tensors, meta) in loaded.items():
+                rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g))
         return rows
 
-    def remove(self, name: str) -> None:
-        path = self._require(name)
-        path.unlink()
-        path.with_suffix(".json").unlink(missing_ok=True)
+    def _compress_one(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], energy: float,
+                      dtype: torch.dtype, target: "MemoryBank", shared: bool, n_g: int) -> dict[str, Any]:
+        before_bytes = self._task_path(name).stat().st_size
+        full = unprefixed("G", tensors)
+        added = 0
+        if shared:
+            small, bases, added = compress_shared(full, target.shared_bases(), energy, dtype)
+        else:
+            small = compress_state(full, energy, dtype)
+        new_meta = {k: v for k, v in meta.items() if k not in ("optimizer", "tensor_hash")}
+        new_meta.update({"compressed": {"mode": "shared" if shared else "per-task", "energy": energy,
+                                        "dtype": str(dtype).replace("torch.", ""),
+                                        "parameters_before": stored_parameters(full),
+                                        "basis_parameters_added": added},
+                         "task_parameters": stored_parameters(small) + added})
+        if shared:  # the grown bases first: they stay valid for every task already stored
+            target._save_bases(bases, energy=energy)
+        path = target._task_path(name)
+        write_task_file(path, prefixed("G", small), new_meta)
+        return {"task": name, "parameters_before": stored_parameters(full),
+                "parameters_after": stored_parameters(small) + added, "generator_parameters": n_g,
+                "bytes_before": before_bytes, "bytes_after": path.stat().st_size}
+
+    def remove(self, name: str) -> list[str]:
+        """Delete task ``name``: its file, its JSON copy, its plot, an unfinished learn of it
+        and the temporary files of a cut save. Returns what was removed, in words; a name
+        with nothing stored is an error."""
+        path = self._task_path(name)
+        with locked(self.root, [name], f"remove {name}"):
+            removed = []
+            if path.exists():
+                path.unlink()
+                removed.append("task file")
+            sidecar(path).unlink(missing_ok=True)
+            (self.root / "plots" / f"{name}.png").unlink(missing_ok=True)
+            if (self.root / "work" / name).exists():
+                self._drop_work(name)
+                removed.append("unfinished learn")
+            if self._clear_temporary(name):
+                removed.append("temporary files of a cut save")
+        if not removed:
+            known = ", ".join(self.tasks()) or "none yet"
+            raise GanMemoryError(f"unknown task '{name}' in bank '{self.root}'; known tasks: {known}")
+        return removed
 
     def merge(self, others: Sequence[str | os.PathLike]) -> list[str]:
-        """Copy every task of the other banks into this one; nothing is copied if any clash."""
+        """Copy every task of the other banks into this one; nothing is copied if any task is
+        damaged or clashes. Each task is checked in full before it is copied."""
         plan: list[tuple[str, Path]] = []
         names = set(self.tasks())
         for other_root in others:
@@ -580,11 +717,15 @@ class MemoryBank:
                                          f"of the same name; remove or rename one first")
                 names.add(info.name)
                 plan.append((info.name, other._task_path(info.name)))
-        for name, src in plan:
-            atomic_write_bytes(self._task_path(name), src.read_bytes())
-            side = src.with_suffix(".json")
-            if side.exists():
-                atomic_write_bytes(self._task_path(name).with_suffix(".json"), side.read_bytes())
+        with locked(self.root, [n for n, _ in plan], "merge"):
+            for name, src in plan:
+                if self._task_path(name).exists():  # learned here since the plan was made
+                    raise GanMemoryError(f"task '{name}' appeared in bank '{self.root}' during the merge; "
+                                         "nothing more was copied")
+            for name, src in plan:
+                atomic_write_bytes(self._task_path(name), src.read_bytes())
+                if sidecar(src).exists():
+                    atomic_write_bytes(sidecar(self._task_path(name)), sidecar(src).read_bytes())
         return [n for n, _ in plan]
 
     def interpolate(self, a: str, b: str, steps: int = 8, n: int = 4, seed: int = 0, mode: str = "whole"
@@ -634,3 +775,19 @@ def _penalty(lowrank: LowRankConfig, coeffs: list[torch.Tensor]) -> Callable[[in
             return None
         return lowrank.penalty * sum(singular_value_penalty(s) for s in coeffs)
     return regulariser
+
+
+def _plain_name(name: str) -> bool:
+    try:
+        check_task_name(name)
+    except GanMemoryError:
+        return False
+    return True
+
+
+def _try(lock: TaskLock) -> bool:
+    """Take ``lock`` if it is free; False also where the bank cannot be written (read-only)."""
+    try:
+        return lock.try_acquire("list")
+    except OSError:
+        return False

@@ -61,7 +61,13 @@ class Source:
         stored_hash = tensors_hash(tensors)
         if meta.get("hash") != stored_hash:
             raise GanMemoryError(f"source '{path}' is corrupted: its tensors do not match its hash")
+        if not isinstance(meta.get("net"), dict):
+            raise GanMemoryError(f"source '{path}' is corrupted: its header has no network config")
         cfg = NetConfig.from_dict(meta["net"])
+        for key, shape in _pinning_shapes(cfg).items():  # before networks of that config are allocated
+            if key not in tensors or tuple(tensors[key].shape) != shape:
+                raise GanMemoryError(f"source '{path}' does not match its own network config: tensor '{key}' "
+                                     f"should have shape {list(shape)}")
         G, D = Generator(cfg), Discriminator(cfg)
         try:
             G.load_state_dict({k: v.float() for k, v in unprefixed("G", tensors).items()})
@@ -70,11 +76,21 @@ class Source:
             raise GanMemoryError(f"source '{path}' does not match its own network config: {exc}") from exc
         G.requires_grad_(False).eval()
         D.requires_grad_(False).eval()
-        return cls(cfg, G, D, meta.get("info", {}), stored_hash)
+        info = meta.get("info", {})
+        return cls(cfg, G, D, info if isinstance(info, dict) else {}, stored_hash)
 
     def sample(self, n: int, seed: int = 0, y: torch.Tensor | None = None) -> torch.Tensor:
         """n images [n, 3, R, R] in [-1, 1] (clamped), reproducible from ``seed``."""
         return generate(self.G, latents(n, self.cfg.z_dim, seed), y)
+
+
+def _pinning_shapes(cfg: NetConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of four source tensors that together fix every size a config sets (nf, z_dim,
+    embed_dim, nlabels, and the first map's side): when a file's tensors have them, networks
+    built from its config are as large as the file, not larger."""
+    first = cfg.mults[0] * cfg.nf * cfg.s0 * cfg.s0
+    return {"G.fc.weight": (first, cfg.z_dim + cfg.embed_dim), "G.embedding.weight": (cfg.nlabels, cfg.embed_dim),
+            "G.conv_img.weight": (3, cfg.mults[-1] * cfg.nf, 7, 7), "D.fc.weight": (cfg.nlabels, first)}
 
 
 def latents(n: int, z_dim: int, seed: int) -> torch.Tensor:

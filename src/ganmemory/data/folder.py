@@ -29,8 +29,12 @@ def load_folder(path: str, resolution: int) -> tuple[np.ndarray, np.ndarray, tup
         raise GanMemoryError(f"data spec '{path}' is a file, not a folder of images")
     subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     by_class = [(d.name, _images_in(d, recursive=True)) for d in subdirs]
+    empty = [name for name, files in by_class if not files]
     by_class = [(name, files) for name, files in by_class if files]
     flat = _images_in(root, recursive=False)
+    if empty and (by_class or flat):  # a class folder with nothing in it would vanish unseen
+        raise GanMemoryError(f"data folder '{path}': class folder '{empty[0]}' holds no images "
+                             f"({', '.join(IMAGE_SUFFIXES)}); add images to it or move it out")
     if flat or not by_class:
         by_class = [(root.name or "images", flat)] + by_class
     by_class = [(name, files) for name, files in by_class if files]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..configs import config_from_dict
+from ..configs import check_seed, check_types, config_from_dict, option_name
 from ..errors import GanMemoryError
 
 CLASSIFIERS = ("cnn", "el0")
@@ -15,6 +15,11 @@ ADDED_LATER = {"replay_keep": 1.0, "judge_iters": 300}
 def with_added_options(config: dict) -> dict:
     """A saved run's config dict completed with ``ADDED_LATER``, to compare with today's."""
     return {**ADDED_LATER, **config}
+
+
+def _flag(field: str) -> str:
+    """The command-line option that sets a LifelongConfig field."""
+    return "--batch" if field == "batch_size" else option_name(field)
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,10 @@ class LifelongConfig:
     resolution: int = 32  # images are resized to R x R; 32 suits the "cnn" classifier
 
     def __post_init__(self) -> None:
+        check_types(self, {"batch_size": "--batch"})
         for name in ("iters", "batch_size", "fisher_samples", "replay_pool", "judge_iters"):
             if getattr(self, name) < 1:
-                raise GanMemoryError(f"option --{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise GanMemoryError(f"option {_flag(name)} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise GanMemoryError(f"option --lr must be > 0, got {self.lr}")
         for name in ("beta1", "beta2"):
@@ -63,10 +69,13 @@ class LifelongConfig:
             raise GanMemoryError(f"option --replay-keep must be in (0, 1], got {self.replay_keep}")
         if not self.ewc_lambda >= 0:
             raise GanMemoryError(f"option --ewc-lambda must be >= 0, got {self.ewc_lambda}")
-        if self.seed < 0:
-            raise GanMemoryError(f"option --seed must be >= 0, got {self.seed}")
-        if self.resolution < 8:
-            raise GanMemoryError(f"option --resolution must be >= 8, got {self.resolution}")
+        check_seed(self.seed)
+        if not 8 <= self.resolution <= 1024:
+            raise GanMemoryError(f"option --resolution must be in [8, 1024], got {self.resolution}")
+        for name, most in (("batch_size", 65_536), ("replay_pool", 1_000_000), ("fisher_samples", 1_000_000)):
+            if getattr(self, name) > most:  # beyond any memory here: a typo
+                raise GanMemoryError(f"option {_flag(name)} must be at most {most:,}, "
+                                     f"got {getattr(self, name):,}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..configs import config_from_dict
+from ..configs import check_types, config_from_dict
 from ..errors import GanMemoryError
 
 # Channel multipliers of GP-GAN's ``resnet4`` generator, block i maps MULTS[i] -> MULTS[i + 1]
@@ -22,15 +22,16 @@ class NetConfig:
     output: str = "linear"  # "tanh" (exact GP-GAN) or "linear": tanh collapses on white data
 
     def __post_init__(self) -> None:
+        check_types(self)
         r = self.resolution
-        if r < 16 or r & (r - 1):
-            raise GanMemoryError(f"resolution {r} is not supported: use a power of two >= 16 "
+        if r < 16 or r > 1024 or r & (r - 1):
+            raise GanMemoryError(f"resolution {r} is not supported: use a power of two from 16 to 1024 "
                                  "(32 on CPU; 64, 128, 256 follow GP-GAN's layout)")
         if self.output not in ("tanh", "linear"):
             raise GanMemoryError(f"output activation '{self.output}' is unknown: use tanh or linear")
-        for name in ("nf", "z_dim", "embed_dim", "nlabels"):
-            if getattr(self, name) < 1:
-                raise GanMemoryError(f"network option {name} must be >= 1, got {getattr(self, name)}")
+        for name, most in (("nf", 1024), ("z_dim", 65_536), ("embed_dim", 65_536), ("nlabels", 100_000)):
+            if not 1 <= getattr(self, name) <= most:
+                raise GanMemoryError(f"network option {name} must be in [1, {most:,}], got {getattr(self, name)}")
 
     @property
     def s0(self) -> int:

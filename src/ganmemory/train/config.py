@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..configs import config_from_dict
+from ..configs import check_seed, check_types, config_from_dict, option_name
 from ..errors import GanMemoryError
+
+MAX_BATCH = 65_536  # far beyond any memory here; a larger batch is a typo
+FLAGS = {"batch_size": "--batch", "lr_g": "--lr", "lr_d": "--lr", "r1_gamma": "--r1"}  # fields the CLI names otherwise
+
+
+def flag(field: str) -> str:
+    """The command-line option that sets a TrainConfig field."""
+    return FLAGS.get(field, option_name(field))
 
 
 @dataclass(frozen=True)
@@ -28,16 +36,22 @@ class TrainConfig:
     ckpt_every: int = 1000  # resumable checkpoint every N steps (0: only at the end)
 
     def __post_init__(self) -> None:
-        for name in ("iters", "batch_size", "r1_every"):
-            if getattr(self, name) < 1:
-                raise GanMemoryError(f"option --{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        check_types(self, FLAGS)
+        for name, low in (("sample_every", 0), ("ckpt_every", 0), ("iters", 1), ("batch_size", 1), ("r1_every", 1),
+                          ("log_every", 1)):
+            if getattr(self, name) < low:
+                raise GanMemoryError(f"option {flag(name)} must be >= {low}, got {getattr(self, name)}")
         for name in ("lr_g", "lr_d", "eps"):
             if not getattr(self, name) > 0:
-                raise GanMemoryError(f"option {name} must be > 0, got {getattr(self, name)}")
+                raise GanMemoryError(f"option {flag(name)} must be > 0, got {getattr(self, name)}")
         if self.r1_gamma < 0:
             raise GanMemoryError(f"option --r1 must be >= 0, got {self.r1_gamma}")
-        if not 0 <= self.ema_beta < 1:
-            raise GanMemoryError(f"option --ema-beta must be in [0, 1), got {self.ema_beta}")
+        for name in ("ema_beta", "beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise GanMemoryError(f"option {flag(name)} must be in [0, 1), got {getattr(self, name)}")
+        if self.batch_size > MAX_BATCH:
+            raise GanMemoryError(f"option --batch must be at most {MAX_BATCH:,}, got {self.batch_size:,}")
+        check_seed(self.seed)
 
     def to_dict(self) -> dict:
         return asdict(self)
