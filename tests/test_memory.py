@@ -6,7 +6,7 @@ import torch
 
 from ganmemory.errors import GanMemoryError
 from ganmemory.memory import MemoryBank
-from ganmemory.nets import Discriminator, Generator, NetConfig
+from ganmemory.nets import Discriminator, Generator, NetConfig, TaskLayout
 from ganmemory.source import Source, latents
 from ganmemory.train import TrainConfig
 
@@ -321,3 +321,41 @@ def test_a_diverged_learn_stores_nothing_and_names_the_task(bank, image_folder, 
     assert bank.tasks() == ["a"]
     after = bank.load_task("a")[0]
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+LAYOUTS = [TaskLayout(output_conv=True), TaskLayout(colour=True), TaskLayout(input_conv=True),
+           TaskLayout(output_conv=True, colour=True, input_conv=True)]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda l: ",".join(k for k, v in l.to_dict().items() if v))
+def test_a_task_owning_more_starts_at_the_source(tiny_source, layout):
+    src = Source.load(tiny_source)
+    G = Generator(src.cfg, modulated=True, layout=layout)
+    G.load_source(src.G.state_dict())
+    D = Discriminator(src.cfg, modulated=True, layout=layout)
+    D.load_source(src.D.state_dict())
+    z, x = latents(8, src.cfg.z_dim, 0), torch.randn(8, 3, 16, 16)
+    assert (G(z) - src.G(z)).abs().max() <= 1e-5 and (D(x) - src.D(x)).abs().max() <= 1e-5
+    owned = {n.split(".")[0] for n, _ in G.named_task_parameters()} | \
+        {n.split(".")[0] for n, _ in D.named_task_parameters()}
+    assert ("conv_img" in owned) == (layout.output_conv or layout.input_conv)
+    assert ("colour" in owned) == layout.colour
+
+
+def test_layouts_learn_side_by_side_and_old_tasks_stay_bit_identical(bank, image_folder):
+    bank.learn("a", image_folder["a"], TrainConfig(**FAST), progress=False, log=quiet)
+    a_before, file_before = bank.sample("a", 6, seed=2), (bank.root / "tasks" / "a.safetensors").read_bytes()
+    for i, layout in enumerate(LAYOUTS):
+        bank.learn(f"l{i}", image_folder["b"], TrainConfig(**FAST, layout=layout), progress=False, log=quiet)
+        assert bank.task_meta(f"l{i}")["layout"] == layout.to_dict()
+        assert bank.task_meta(f"l{i}")["task_parameters"] > bank.task_meta("a")["task_parameters"] or \
+            layout == TaskLayout(input_conv=True)  # D's parameters are not counted: sampling needs G only
+    assert torch.equal(bank.sample("a", 6, seed=2), a_before)
+    assert (bank.root / "tasks" / "a.safetensors").read_bytes() == file_before
+    again = MemoryBank(bank.root)
+    x = again.sample(["a", "l3"], 6, seed=2)
+    assert torch.equal(x[:6], a_before) and torch.equal(x[6:], bank.sample("l3", 6, seed=2))
+    again.learn("m", image_folder["c"], TrainConfig(**FAST, seed=4, layout=LAYOUTS[3]), progress=False, log=quiet)
+    strip = again.interpolate("m", "l3", steps=3, n=2, seed=1, mode="blocks").reshape(2, 3, 3, 16, 16)
+    assert torch.allclose(strip[:, 0], again.sample("m", 2, seed=1), atol=1e-6)
+    assert torch.allclose(strip[:, -1], again.sample("l3", 2, seed=1), atol=1e-6)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ganmemory.data import ImageSet
-from ganmemory.errors import TrainingDiverged
+from ganmemory.errors import GanMemoryError, TrainingDiverged
 from ganmemory.nets import Discriminator, Generator, NetConfig
 from ganmemory.nets.modulated import MODULATED, ModulatedConv2d, kernels_built_once
 from ganmemory.store import read_meta
@@ -197,3 +197,41 @@ def test_a_diverged_step_stops_training_before_it_is_logged_or_checkpointed(tiny
     assert err.value.iteration == 3 and not math.isfinite(err.value.stats["d_loss_real"])
     assert [json.loads(ln)["iteration"] for ln in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2]
     assert read_meta(tmp_path / "checkpoint.safetensors")["iteration"] == 2
+
+
+def test_ema_ramps_up_with_the_run():
+    from ganmemory.train.ema import ema_beta_at, half_life_from_beta
+    # without ramp-up: GP-GAN's fixed decay at every step
+    assert ema_beta_at(1, 0.999, 0.0) == 0.999 and ema_beta_at(10_000, 0.999, 0.0) == 0.999
+    # with it: the half-life at step t is rampup * t, capped by that of beta
+    for t in (1, 10, 100, 1000):
+        assert abs(half_life_from_beta(ema_beta_at(t, 0.999, 0.05)) - min(0.05 * t, half_life_from_beta(0.999))) < 1e-6
+    assert ema_beta_at(100_000, 0.999, 0.05) == pytest.approx(0.999)
+    # after 500 steps a ramped EMA holds almost nothing of the start; a fixed 0.999 holds 61 %
+    kept = lambda ramp: math.prod(ema_beta_at(t, 0.999, ramp) for t in range(1, 501))
+    assert kept(0.0) == pytest.approx(0.999 ** 500) and kept(0.05) < 1e-6
+
+
+def test_the_trainer_uses_the_ramped_ema(tiny_cfg):
+    tr = _trainer(tiny_cfg, 1, ema_beta=0.999, ema_rampup=0.05)
+    start = {k: v.clone() for k, v in tr.G_ema.state_dict().items()}
+    imgs = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8)
+    tr.train_step(imgs, torch.zeros(4, dtype=torch.long))
+    from ganmemory.train.ema import ema_beta_at
+    beta = ema_beta_at(1, 0.999, 0.05)  # half-life 0.05 steps: the EMA all but copies G
+    for k, v in tr.G_ema.state_dict().items():
+        assert torch.allclose(v, beta * start[k] + (1 - beta) * tr.G.state_dict()[k], atol=1e-6)
+
+
+def test_presets_and_their_options():
+    paper = TrainConfig.preset("paper")
+    assert (paper.lr_g, paper.lr_d, paper.ema_beta, paper.ema_rampup, paper.r1_gamma, paper.r1_every,
+            paper.batch_size) == (1e-4, 1e-4, 0.999, 0.0, 10.0, 1, 16)
+    assert TrainConfig.preset("tuned") == TrainConfig()
+    assert TrainConfig.preset("paper", lr_g=3e-4).lr_g == 3e-4
+    with pytest.raises(GanMemoryError, match="unknown preset 'fast'"):
+        TrainConfig.preset("fast")
+    # a config stored before the ramp-up and layouts existed reads back as what it ran with
+    old = {k: v for k, v in TrainConfig.preset("paper").to_dict().items() if k not in ("ema_rampup", "layout")}
+    assert TrainConfig.from_dict(old) == TrainConfig.preset("paper")
+    assert TrainConfig.preset("paper").resumes(old) and not TrainConfig().resumes(old)

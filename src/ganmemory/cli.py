@@ -75,24 +75,22 @@ def _count(high: int):
     return parse
 
 
-def _fraction(text: str) -> float:
-    """A number in (0, 1] (a share, an energy)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 < v <= 1:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"{v} must be in (0, 1]")
-    return v
-
-
 def _finite(text: str) -> float:
+    """A finite number (argparse's float takes 'nan' and 'inf')."""
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+    return v
+
+
+def _fraction(text: str) -> float:
+    """A number in (0, 1] (a share, an energy)."""
+    v = _finite(text)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"{v} must be in (0, 1]")
     return v
 
 
@@ -123,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, metavar="SPEC", help="built-in dataset spec or image folder")
     t.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoint, log, samples, source")
     _add_net_args(t)
-    _add_train_args(t)
+    _add_train_args(t, preset="paper")
     t.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.safetensors")
     t.add_argument("--fp16", action="store_true", help="store the final source in float16 (half the size)")
     t.add_argument("--dedupe", action="store_true", help="drop exact duplicate and blank images first")
@@ -151,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
     ln.add_argument("--task", required=True, metavar="NAME", help="name of the new task")
     ln.add_argument("--data", required=True, metavar="SPEC", help="built-in dataset spec or image folder")
-    _add_train_args(ln, iters=2000)
+    _add_train_args(ln, iters=2000, layout=True)
     ln.add_argument("--resume", action="store_true", help="continue this task's unfinished learn")
     ln.add_argument("--conditional", action="store_true",
                     help="class-conditional task: learns the data's classes (sample one with --class)")
@@ -231,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("others", nargs="+", metavar="OTHER_BANK", help="banks whose tasks are copied")
 
     dm = _add(sub, "demo", "learn mnist, fashion-mnist, emoji from the shipped source; show nothing is forgotten",
-              "example:\n  ganmemory demo                       # about 6 minutes on 2 CPU cores\n"
+              "example:\n  ganmemory demo                       # about 9 minutes on 2 CPU cores\n"
               "  ganmemory demo --iters 100 --out /tmp/demo")
     dm.add_argument("--out", default="ganmemory-demo", metavar="DIR", help="output folder (an earlier demo's is replaced)")
     dm.add_argument("--iters", type=_positive, default=500, help="iterations per task")
@@ -328,21 +326,41 @@ def _add_net_args(p: argparse.ArgumentParser) -> None:
                    help="generator output; tanh collapses on white-background data")
 
 
-def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None) -> None:
+def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None, preset: str = "tuned",
+                    layout: bool = False) -> None:
+    """Training options. Those a preset sets default to None here and are filled from --preset."""
     from .train import TrainConfig
-    c = TrainConfig()
+    from .train.config import PRESETS
+    c = TrainConfig.preset(preset)
     g = p.add_argument_group("training")
+    g.add_argument("--preset", choices=tuple(PRESETS), default=preset,
+                   help="recipe the options below default to: tuned (this project's, for short CPU runs) or "
+                        "paper (GP-GAN's, as the GAN Memory authors trained)")
     g.add_argument("--iters", type=_positive, default=iters or c.iters,
                    help="generator steps in all (not just this run)")
-    g.add_argument("--batch", type=_positive, default=c.batch_size, help="batch size")
-    g.add_argument("--lr", type=_finite, default=c.lr_g, help="Adam learning rate of G and D")
-    g.add_argument("--r1", type=_finite, default=c.r1_gamma, help="R1 weight (mean squared gradient norm, no 1/2)")
-    g.add_argument("--r1-every", type=_positive, default=c.r1_every, help="lazy R1: every N D steps, weight x N")
-    g.add_argument("--ema-beta", type=_finite, default=c.ema_beta, help="generator EMA decay")
+    g.add_argument("--batch", type=_positive, help=f"batch size (default: from the preset; {preset}: {c.batch_size})")
+    g.add_argument("--lr", type=_finite, help=f"Adam learning rate of G and D (default: from the preset; "
+                                              f"{preset}: {c.lr_g:g})")
+    g.add_argument("--r1", type=_finite, help=f"R1 weight, mean squared gradient norm, no 1/2 (default: from the "
+                                              f"preset; {preset}: {c.r1_gamma:g})")
+    g.add_argument("--r1-every", type=_positive, help=f"lazy R1: every N D steps, weight x N (default: from the "
+                                                      f"preset; {preset}: {c.r1_every})")
+    g.add_argument("--ema-beta", type=_finite, help=f"generator EMA decay once ramped up (default: from the preset; "
+                                                    f"{preset}: {c.ema_beta:g})")
+    g.add_argument("--ema-rampup", type=_finite, help=f"EMA half-life at step t: min(that of --ema-beta, "
+                                                      f"RAMPUP * t); 0: none (default: from the preset; "
+                                                      f"{preset}: {c.ema_rampup:g})")
     g.add_argument("--seed", type=_seed, default=c.seed, help="seed of the weights, batch order and noise")
     g.add_argument("--log-every", type=_positive, default=c.log_every, help="JSON-lines log record every N steps")
     g.add_argument("--sample-every", type=_nonnegative, default=c.sample_every, help="sample grid every N steps (0: never)")
     g.add_argument("--ckpt-every", type=_nonnegative, default=c.ckpt_every, help="checkpoint every N steps (0: at the end)")
+    if layout:
+        g.add_argument("--own", action="append", choices=OWNABLE, metavar="PART",
+                       help=f"the task also owns PART (repeatable): {', '.join(OWNABLE)} (default: the paper's "
+                            "parameters only)")
+
+
+OWNABLE = ("output-conv", "colour", "input-conv")  # TaskLayout's fields, as the CLI spells them
 
 
 def _net_cfg(a: argparse.Namespace, **extra):
@@ -352,9 +370,14 @@ def _net_cfg(a: argparse.Namespace, **extra):
 
 def _train_cfg(a: argparse.Namespace, **extra):
     from .train import TrainConfig
-    return TrainConfig(iters=a.iters, batch_size=a.batch, lr_g=a.lr, lr_d=a.lr, r1_gamma=a.r1,
-                       r1_every=a.r1_every, ema_beta=a.ema_beta, seed=a.seed, log_every=a.log_every,
-                       sample_every=a.sample_every, ckpt_every=a.ckpt_every, **extra)
+    given = {"batch_size": a.batch, "lr_g": a.lr, "lr_d": a.lr, "r1_gamma": a.r1, "r1_every": a.r1_every,
+             "ema_beta": a.ema_beta, "ema_rampup": a.ema_rampup}
+    options = {k: v for k, v in given.items() if v is not None}
+    if getattr(a, "own", None):
+        from .nets import TaskLayout
+        options["layout"] = TaskLayout(**{part.replace("-", "_"): True for part in a.own})
+    return TrainConfig.preset(a.preset, iters=a.iters, seed=a.seed, log_every=a.log_every,
+                              sample_every=a.sample_every, ckpt_every=a.ckpt_every, **options, **extra)
 
 
 # ------------------------------------------------------------------------------ commands

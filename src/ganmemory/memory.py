@@ -37,12 +37,12 @@ from .data import load_data
 from .distributed import SINGLE, DistContext, any_rank, barrier
 from .errors import GanMemoryError, TrainingDiverged
 from .locks import BASES_LOCK, TaskLock, locked
-from .nets import Discriminator, Generator
+from .nets import PAPER_LAYOUT, Discriminator, Generator, TaskLayout
 from .nets.modulated import LowRankDelta, ModulatedConv2d
 from .source import Source, generate, latents
 from .store import check_complete, load_artifact, load_checked, prefixed, read_meta, save_artifact, unprefixed
 from .taskfile import (TASK_FORMAT, check_shapes, check_task_meta, check_task_name, check_task_tensors, sidecar,
-                       task_file, write_task_file)
+                       task_file, task_layout, write_task_file)
 from .train import GANTrainer, TrainConfig
 from .train.losses import singular_value_penalty
 from .train.loop import fit, load_checkpoint
@@ -92,9 +92,10 @@ class MemoryBank:
             raise GanMemoryError(f"bank '{self.root}': its source.safetensors (hash {self.source.file_hash}) "
                                  f"is not the source the bank was built on ({self.info.get('source_hash')})")
         self.cfg = self.source.cfg
-        self._samplers: dict[int, Generator] = {}  # by number of classes (0: unconditional)
-        self._starts: dict[int, dict[str, torch.Tensor]] = {}
-        self._shapes: dict[tuple[str, int], dict[str, torch.Size]] = {}
+        # by (number of classes (0: unconditional), task layout)
+        self._samplers: dict[tuple[int, TaskLayout], Generator] = {}
+        self._starts: dict[tuple[int, TaskLayout], dict[str, torch.Tensor]] = {}
+        self._shapes: dict[tuple[str, int, TaskLayout], dict[str, torch.Size]] = {}
 
     # ------------------------------------------------------------------ creation and listing
 
@@ -178,27 +179,28 @@ class MemoryBank:
             if mode == "shared":  # cores over the bank's bases
                 tensors = prefixed("G", expand_shared(unprefixed("G", tensors), self.shared_bases()))
             elif mode == "lowrank-trained":  # coefficients over the bank's trained bases
-                starts = self.task_start(meta["n_classes"])
+                starts = self.task_start(meta["n_classes"], task_layout(meta))
                 tensors = prefixed("G", expand_trained(unprefixed("G", tensors), self.shared_bases(), starts))
             elif mode == "per-task":  # low-rank factors -> full matrices, transparently
                 tensors = prefixed("G", expand_state(unprefixed("G", tensors)))
         except (KeyError, RuntimeError, IndexError, ValueError) as exc:
             raise GanMemoryError(f"task '{name}' ('{path}') is corrupted: its compressed tensors do not fit "
                                  f"together ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
-        g_shapes = self._task_shapes("G", meta["n_classes"])
+        g_shapes = self._task_shapes("G", meta["n_classes"], task_layout(meta))
         check_shapes(path, "generator", unprefixed("G", tensors), g_shapes)
         if not compressed:  # a task stored whole keeps its training state too
             check_shapes(path, "trained generator", unprefixed("G_train", tensors), g_shapes)
-            check_shapes(path, "discriminator", unprefixed("D", tensors), self._task_shapes("D", meta["n_classes"]))
+            check_shapes(path, "discriminator", unprefixed("D", tensors),
+                         self._task_shapes("D", meta["n_classes"], task_layout(meta)))
         return tensors, meta
 
-    def _task_shapes(self, net: str, n_classes: int) -> dict[str, torch.Size]:
+    def _task_shapes(self, net: str, n_classes: int, layout: TaskLayout) -> dict[str, torch.Size]:
         """The names and shapes of a task's parameters of ``net`` ("G" or "D"), read off the
         bank's networks (the sampler for G; a discriminator built once for D)."""
-        key = (net, n_classes)
+        key = (net, n_classes, layout)
         if key not in self._shapes:
-            module = self._modulated_generator(n_classes) if net == "G" else \
-                Discriminator(self.cfg, modulated=True, n_classes=n_classes)
+            module = self._modulated_generator(n_classes, layout) if net == "G" else \
+                Discriminator(self.cfg, modulated=True, n_classes=n_classes, layout=layout)
             self._shapes[key] = {n: t.shape for n, t in module.task_state_dict().items()}
         return self._shapes[key]
 
@@ -219,35 +221,44 @@ class MemoryBank:
         save_artifact(self.root / "bases.safetensors", bases,
                       {**old, **meta, "format": BASES_FORMAT, "source_hash": self.source.file_hash})
 
-    def task_start(self, n_classes: int = 0) -> dict[str, torch.Tensor]:
+    def task_start(self, n_classes: int = 0, layout: TaskLayout = PAPER_LAYOUT) -> dict[str, torch.Tensor]:
         """Where every task begins: the generator's task parameters at the source."""
-        if n_classes not in self._starts:
-            G = Generator(self.cfg, modulated=True, n_classes=n_classes)
-            G.load_source(self.source.G.state_dict())
-            self._starts[n_classes] = {k: v.clone() for k, v in G.task_state_dict().items()}
-        return self._starts[n_classes]
+        if (n_classes, layout) not in self._starts:
+            G = self._new_generator(n_classes, layout)
+            self._starts[n_classes, layout] = {k: v.clone() for k, v in G.task_state_dict().items()}
+        return self._starts[n_classes, layout]
 
-    def generator_param_count(self, n_classes: int = 0) -> tuple[int, int]:
+    def generator_param_count(self, n_classes: int = 0, layout: TaskLayout = PAPER_LAYOUT) -> tuple[int, int]:
         """(task parameters of the generator, all parameters of the source generator)."""
-        G = self._modulated_generator(n_classes)
+        G = self._modulated_generator(n_classes, layout)
         return (sum(p.numel() for p in G.task_parameters()),
                 sum(p.numel() for p in self.source.G.parameters()))
 
     # ------------------------------------------------------------------ sampling
 
-    def _modulated_generator(self, n_classes: int = 0) -> Generator:
-        if n_classes not in self._samplers:
-            G = Generator(self.cfg, modulated=True, n_classes=n_classes)
-            G.load_source(self.source.G.state_dict())
-            self._samplers[n_classes] = G.eval()
-        return self._samplers[n_classes]
+    def _new_generator(self, n_classes: int, layout: TaskLayout) -> Generator:
+        """A modulated generator over the source, at the start of a task."""
+        G = Generator(self.cfg, modulated=True, n_classes=n_classes, layout=layout)
+        G.load_source(self.source.G.state_dict())
+        return G
+
+    def _modulated_generator(self, n_classes: int = 0, layout: TaskLayout = PAPER_LAYOUT) -> Generator:
+        """The bank's sampler for tasks of this kind (one per class count and layout)."""
+        if (n_classes, layout) not in self._samplers:
+            self._samplers[n_classes, layout] = self._new_generator(n_classes, layout).eval()
+        return self._samplers[n_classes, layout]
+
+    def _kind(self, name: str) -> tuple[int, TaskLayout]:
+        """What a task's networks are built for: its number of classes and its layout."""
+        meta = self.task_meta(name)
+        return meta["n_classes"], task_layout(meta)
 
     def task_generator(self, name: str) -> Generator:
         """A modulated generator set to ``name``'s (EMA) parameters. Shared: it changes with
         the next call; copy it to keep it. A conditional task's generator takes class indices
         (positions in the task's ``classes``) as its second argument."""
         tensors, meta = self.load_task(name)
-        G = self._modulated_generator(int(meta.get("n_classes", 0)))
+        G = self._modulated_generator(meta["n_classes"], task_layout(meta))
         G.load_task_state(unprefixed("G", tensors))
         return G
 
@@ -288,8 +299,8 @@ class MemoryBank:
             return self.sample_pairs([(t, c) for t in names for c in classes], n, seed)
         z = latents(n, self.cfg.z_dim, seed)
         ys = [self.class_indices(t, None, n) for t in names]
-        # one grouped pass needs task states of one shape: the same number of classes
-        if batched and len(names) > 1 and len({self.task_meta(t).get("n_classes", 0) for t in names}) == 1:
+        # one grouped pass needs task states of one shape: the same number of classes and layout
+        if batched and len(names) > 1 and len({self._kind(t) for t in names}) == 1:
             return self.sample_batched(names, z, ys[0])
         return torch.cat([generate(self.task_generator(t), z, y) for t, y in zip(names, ys)])
 
@@ -321,7 +332,7 @@ class MemoryBank:
         [T * n, 3, R, R], task-major like the loop; equal to it up to float rounding."""
         states = [unprefixed("G", self.load_task(t)[0]) for t in names]
         stacked = {k: torch.stack([s[k] for s in states]) for k in states[0]}
-        G = self._modulated_generator(int(self.task_meta(names[0]).get("n_classes", 0)))
+        G = self._modulated_generator(*self._kind(names[0]))
         t = len(names)
         outs = []
         for i in range(0, len(z), chunk):
@@ -399,9 +410,8 @@ class MemoryBank:
             log(f"note: {data.note}")
         n_classes = len(data.classes) if train.conditional else 0
         torch.manual_seed(train.seed)
-        G = Generator(self.cfg, modulated=True, n_classes=n_classes)
-        G.load_source(self.source.G.state_dict())
-        D = Discriminator(self.cfg, modulated=True, n_classes=n_classes)
+        G = self._new_generator(n_classes, train.layout)
+        D = Discriminator(self.cfg, modulated=True, n_classes=n_classes, layout=train.layout)
         D.load_source(self.source.D.state_dict())
         factors, regulariser, basis_k = {}, None, {}
         if lowrank is not None:
@@ -444,9 +454,10 @@ class MemoryBank:
         history = [json.loads(line) for line in history_path.read_text().splitlines()] \
             if history_path.exists() else []
         seconds = prior + time.perf_counter() - t0
-        n_task, n_g = self.generator_param_count(n_classes)
+        n_task, n_g = self.generator_param_count(n_classes, train.layout)
         meta = {"name": name, "data": data_spec,
                 "classes": list(data.classes), "n_classes": n_classes, "images": len(data),
+                "layout": train.layout.to_dict(),
                 "resolution": self.cfg.resolution,
                 "iterations": trainer.iteration, "seed": train.seed, "train": train.to_dict(),
                 "seconds": round(seconds, 2),
@@ -734,7 +745,8 @@ class MemoryBank:
         (one row per latent, one column per step).
 
         ``whole``: every parameter moves together, theta = (1 - t) theta_a + t theta_b.
-        ``blocks``: the Linear, then each block in turn moves from a to b, as the paper shows.
+        ``blocks``: the Linear, then each block in turn, then the output layers move from a to b,
+        as the paper shows.
         Between conditional tasks (same class count) row i draws class index i % n_classes of
         both, as ``sample`` does.
         """
@@ -745,10 +757,14 @@ class MemoryBank:
         ta = unprefixed("G", self.load_task(a)[0])
         tb = unprefixed("G", self.load_task(b)[0])
         if set(ta) != set(tb) or any(ta[k].shape != tb[k].shape for k in ta):
-            raise GanMemoryError(f"tasks '{a}' and '{b}' have different parameters (conditional with "
-                                 "other class counts?); cannot interpolate between them")
-        G = self._modulated_generator(int(self.task_meta(a).get("n_classes", 0)))
+            raise GanMemoryError(f"tasks '{a}' and '{b}' have different parameters (other class counts "
+                                 "or other task layouts); cannot interpolate between them")
+        G = self._modulated_generator(*self._kind(a))
+        # the class bias moves with the Linear it shifts; an owned output conv and colour come last
+        group_of = {"class_bias": "fc", "conv_img": "output", "colour": "output"}
         groups = ["fc"] + [f"resnet_{i}_0" for i in range(self.cfg.n_blocks)]
+        if any(group_of.get(key.split(".")[0]) == "output" for key in ta):
+            groups.append("output")
         z = latents(n, self.cfg.z_dim, seed)
         y = self.class_indices(a, None, n)  # None for unconditional tasks
         cols = []
@@ -759,7 +775,8 @@ class MemoryBank:
                 if mode == "whole":
                     w = t
                 else:
-                    g = groups.index(key.split(".")[0])
+                    head = key.split(".")[0]
+                    g = groups.index(group_of.get(head, head))
                     w = min(1.0, max(0.0, t * len(groups) - g))
                 state[key] = torch.lerp(ta[key], tb[key], w)
             G.load_task_state(state)

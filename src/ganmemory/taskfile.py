@@ -24,6 +24,7 @@ import torch
 
 from .atomic import atomic_write_json
 from .errors import GanMemoryError
+from .nets import PAPER_LAYOUT, TaskLayout
 from .store import save_artifact, tensors_hash
 
 TASK_FORMAT = "ganmemory-task"
@@ -118,6 +119,7 @@ _SCHEMA: dict[str, tuple[str, Callable[[Any], bool]]] = {
                    lambda v: isinstance(v, dict) and v.get("mode", "per-task") in COMPRESSED_MODES
                    and _is_number(v.get("energy")) and 0 < v["energy"] <= 1),
     "tensor_hash": ("16 hexadecimal digits", lambda v: isinstance(v, str) and bool(_HASH.fullmatch(v))),
+    "layout": ("an object of task-layout options", lambda v: isinstance(v, dict) and _layout_ok(v)),
 }
 _REQUIRED = ("format", "format_version", "n_classes", "resolution", "source_hash")
 
@@ -149,6 +151,19 @@ def check_task_meta(meta: Any, path: Path, resolution: int, source_hash: str) ->
         raise GanMemoryError(f"task file '{path}' was learned from source {meta['source_hash']}, "
                              f"not this bank's {source_hash}")
     return meta
+
+
+def _layout_ok(d: dict) -> bool:
+    try:
+        TaskLayout.from_dict(d)
+    except GanMemoryError:
+        return False
+    return True
+
+
+def task_layout(meta: dict[str, Any]) -> TaskLayout:
+    """The parameters a task owns (``nets.TaskLayout``); files without the field have the paper's."""
+    return TaskLayout.from_dict(meta["layout"]) if "layout" in meta else PAPER_LAYOUT
 
 
 def _shown(v: Any) -> str:

@@ -1,5 +1,5 @@
-from .config import NetConfig
+from .config import PAPER_LAYOUT, NetConfig, TaskLayout
 from .discriminator import Discriminator
 from .generator import Generator
 
-__all__ = ["Discriminator", "Generator", "NetConfig"]
+__all__ = ["Discriminator", "Generator", "NetConfig", "PAPER_LAYOUT", "TaskLayout"]

@@ -61,3 +61,31 @@ class NetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "NetConfig":
         return config_from_dict(cls, d, "network")
+
+
+@dataclass(frozen=True)
+class TaskLayout:
+    """Which parameters a task owns, beyond those of the paper.
+
+    The paper's task (every field False) owns gamma / beta / bias offset of every 3x3 conv of
+    the generator's blocks and of its first Linear, the same of the discriminator's block convs,
+    and the discriminator's last Linear. Each option adds a small, per-task part; the source stays
+    frozen and a new task still starts exactly at the source.
+    """
+
+    output_conv: bool = False  # G's 7x7 output conv modulated (gamma / beta [3, C], bias offset [3])
+    colour: bool = False  # a per-task colour affine on G's output, x -> A x + b (A [3, 3] from I, b from 0)
+    input_conv: bool = False  # D's 7x7 input conv modulated (from gamma = 1, beta = 0)
+
+    def __post_init__(self) -> None:
+        check_types(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TaskLayout":
+        return config_from_dict(cls, d, "task layout")
+
+
+PAPER_LAYOUT = TaskLayout()

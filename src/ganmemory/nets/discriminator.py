@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ResnetBlock, TaskModule, actvn
-from .config import NetConfig
+from .config import PAPER_LAYOUT, NetConfig, TaskLayout
+from .modulated import ModulatedConv2d
 
 
 class Discriminator(TaskModule):
@@ -26,11 +27,13 @@ class Discriminator(TaskModule):
 
     task_modules = ("fc",)
 
-    def __init__(self, cfg: NetConfig, modulated: bool = False, n_classes: int = 0):
+    def __init__(self, cfg: NetConfig, modulated: bool = False, n_classes: int = 0,
+                 layout: TaskLayout = PAPER_LAYOUT):
         super().__init__()
-        self.cfg, self.modulated, self.n_classes = cfg, modulated, n_classes
+        self.cfg, self.modulated, self.n_classes, self.layout = cfg, modulated, n_classes, layout
         nf, m = cfg.nf, cfg.mults[::-1]
-        self.conv_img = nn.Conv2d(3, m[0] * nf, 7, padding=3)
+        self.conv_img = ModulatedConv2d(3, m[0] * nf, 7, 3, normalise=False) if modulated and layout.input_conv \
+            else nn.Conv2d(3, m[0] * nf, 7, padding=3)
         for i in range(cfg.n_blocks):
             block = ResnetBlock(m[i] * nf, m[i + 1] * nf, "raw" if modulated else None)
             self.add_module(f"resnet_{i}_0", block)

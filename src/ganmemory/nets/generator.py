@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ResnetBlock, TaskModule, actvn
-from .modulated import ModulatedLinear
-from .config import NetConfig
+from .config import PAPER_LAYOUT, NetConfig, TaskLayout
+from .modulated import ColourAffine, ModulatedConv2d, ModulatedLinear
 
 
 class Generator(TaskModule):
@@ -29,9 +29,11 @@ class Generator(TaskModule):
     the task; plain (MeRGAN's baseline), it trains with everything else.
     """
 
-    def __init__(self, cfg: NetConfig, modulated: bool = False, n_classes: int = 0):
+    def __init__(self, cfg: NetConfig, modulated: bool = False, n_classes: int = 0,
+                 layout: TaskLayout = PAPER_LAYOUT):
         super().__init__()
-        self.cfg, self.modulated, self.n_classes = cfg, modulated, n_classes
+        self.cfg, self.modulated, self.n_classes, self.layout = cfg, modulated, n_classes, layout
+        added = []
         nf, m = cfg.nf, cfg.mults
         self.embedding = nn.Embedding(cfg.nlabels, cfg.embed_dim)
         fc_in, fc_out = cfg.z_dim + cfg.embed_dim, m[0] * nf * cfg.s0 * cfg.s0
@@ -39,11 +41,16 @@ class Generator(TaskModule):
         if n_classes:
             self.class_bias = nn.Linear(n_classes, fc_out, bias=False)
             nn.init.zeros_(self.class_bias.weight)
-            self.task_modules = self.new_task_modules = ("class_bias",)
+            added.append("class_bias")
         for i in range(cfg.n_blocks):
             block = ResnetBlock(m[i] * nf, m[i + 1] * nf, "normalised" if modulated else None)
             self.add_module(f"resnet_{i}_0", block)
-        self.conv_img = nn.Conv2d(m[-1] * nf, 3, 7, padding=3)
+        self.conv_img = ModulatedConv2d(m[-1] * nf, 3, 7, 3) if modulated and layout.output_conv else \
+            nn.Conv2d(m[-1] * nf, 3, 7, padding=3)
+        if modulated and layout.colour:
+            self.colour = ColourAffine()
+            added.append("colour")
+        self.task_modules = self.new_task_modules = tuple(added)
         if modulated:
             self.freeze_source()
 
@@ -66,4 +73,6 @@ class Generator(TaskModule):
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = block(h)
         x = self.conv_img(actvn(h))  # [N, 3, R, R]
+        if hasattr(self, "colour"):
+            x = self.colour(x)
         return torch.tanh(x) if cfg.output == "tanh" else x

@@ -177,6 +177,28 @@ class ModulatedLinear(nn.Module):
         return (torch.einsum("nti,toi->nto", xs, w) + b).reshape(x.shape[0], -1)  # [n*T, out]
 
 
+class ColourAffine(nn.Module):
+    """A task's colour transform of the generator's output: x -> A x + b per pixel, A [3, 3]
+    starting at the identity and b [3] at zero (the source's colours). Twelve numbers that can
+    turn the source's white backgrounds black or its colours grey in one step.
+
+    With a leading task dimension T on A and b (stacked task states), the input is read
+    sample-major as in :class:`ModulatedConv2d`: row i * T + t is task t's copy of sample i."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.matrix = nn.Parameter(torch.eye(3))
+        self.bias = nn.Parameter(torch.zeros(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [N, 3, H, W]
+        if self.matrix.dim() == 2:
+            return torch.einsum("oc,nchw->nohw", self.matrix, x) + self.bias[:, None, None]
+        t = self.matrix.shape[0]
+        xs = x.reshape(x.shape[0] // t, t, *x.shape[1:])  # [n, T, 3, H, W]
+        y = torch.einsum("toc,ntchw->ntohw", self.matrix, xs) + self.bias[None, :, :, None, None]
+        return y.reshape(x.shape)
+
+
 MODULATED = (ModulatedConv2d, ModulatedLinear)
 
 

@@ -19,7 +19,7 @@ from ..distributed import SINGLE, DistContext, average_gradients
 from ..nets.modulated import kernels_built_once
 from ..store import optimizer_from_tensors, optimizer_to_tensors, prefixed, unprefixed
 from .config import TrainConfig
-from .ema import ema_update
+from .ema import ema_beta_at, ema_update
 from .losses import d_loss_nonsaturating, g_loss_nonsaturating, r1_penalty
 
 
@@ -133,7 +133,7 @@ class GANTrainer:
         self.opt_g.step()
         for p in self.d_params:
             p.requires_grad_(True)
-        ema_update(self.G_ema, self.G, self.cfg.ema_beta)
+        ema_update(self.G_ema, self.G, ema_beta_at(self.iteration + 1, self.cfg.ema_beta, self.cfg.ema_rampup))
         return {"g_loss": loss.item()}
 
     def train_step(self, images_u8: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

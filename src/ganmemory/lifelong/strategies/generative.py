@@ -29,11 +29,12 @@ blobs while 5e-4 drew recognisable 0s and 1s (docs/replay_lr_probe.png)."""
 
 def replay_gan_config(seed: int, iters: int = 2000, batch_size: int = 16, lr: float = REPLAY_GAN_LR,
                       r1_gamma: float = 10.0) -> TrainConfig:
-    """The GAN options of both generative strategies: GP-GAN's (METHOD.md section 2) but for the
-    learning rate (``REPLAY_GAN_LR``), class-conditional, no flips (a mirrored digit is another
+    """The GAN options of both generative strategies: GP-GAN's (the "paper" preset; the lifelong
+    figures in BENCHMARKS.md were measured with it) but for the learning rate
+    (``REPLAY_GAN_LR``), class-conditional, no flips (a mirrored digit is another
     symbol), no sample grids or mid-run checkpoints (a lifelong run keeps only the finished GANs)."""
-    return TrainConfig(iters=iters, batch_size=batch_size, lr_g=lr, lr_d=lr, r1_gamma=r1_gamma, seed=seed,
-                       conditional=True, flip=False, sample_every=0, ckpt_every=0, log_every=100)
+    return TrainConfig.preset("paper", iters=iters, batch_size=batch_size, lr_g=lr, lr_d=lr, r1_gamma=r1_gamma,
+                              seed=seed, conditional=True, flip=False, sample_every=0, ckpt_every=0, log_every=100)
 
 
 @torch.no_grad()
