@@ -118,7 +118,10 @@ def _batches(images: ImageBatch | Iterable[ImageBatch], batch_size: int) -> Iter
 
 @torch.inference_mode()
 def extract_features(images: ImageBatch | Iterable[ImageBatch], extractor: FeatureNet,
-                     batch_size: int = 32) -> torch.Tensor:
+                     batch_size: int = 8) -> torch.Tensor:
+    # batch 8: on this project's 2-core CPU, 40 images/s against 20 at batch 32, whose 224 px
+    # activations are large enough for malloc to map and unmap them afresh every batch
+    # (BENCHMARKS.md, "Feature extraction and the allocator"); the features do not depend on it
     """Features float32 [N, D] on the CPU, computed ``batch_size`` images at a time.
 
     ``images`` is float [N, 3, H, W] in [-1, 1] (generator output), uint8 [N, H, W, 3] (data), or
@@ -175,7 +178,7 @@ def _key_hash(key: dict[str, Any]) -> str:
 
 
 def real_statistics(spec: str, resolution: int, extractor_name: str, n: int,
-                    cache_dir: str | os.PathLike, seed: int = 0, batch_size: int = 32,
+                    cache_dir: str | os.PathLike, seed: int = 0, batch_size: int = 8,
                     inception_weights: str | os.PathLike | None = None,
                     device: str | torch.device = "cpu", data: Any = None) -> RealStatistics:
     """Statistics of ``n`` real images of data spec ``spec`` at ``resolution`` px, cached.
