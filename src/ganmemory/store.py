@@ -104,7 +104,8 @@ _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF
 def load_checked(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str, str | None]:
     """Read a safetensors file in one pass: (its tensors, their ``tensors_hash``, the name of
     the first tensor holding NaN or inf, or None). The hash and the finiteness are computed on
-    the file's bytes as read, without copies, so checking costs less than a second read."""
+    the file's bytes as read, without copies: at 32 px the checked read took 9.9 ms against
+    7.5 ms for ``load_file`` alone (BENCHMARKS.md, "Verifying task files")."""
     path = Path(path)
     try:
         blob = path.read_bytes()
