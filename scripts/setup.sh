@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 
-# Debian packages holding real data (see ../shared/DATA.md): fashion-mnist and openclipart.
+# Debian packages holding real data (docs/data.md): fashion-mnist and openclipart.
 if ! dpkg -s dataset-fashion-mnist openclipart-png >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist openclipart-png >/dev/null

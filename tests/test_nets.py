@@ -47,7 +47,7 @@ def test_resnet4_names_and_shapes_at_256_nf64():
     assert {k: tuple(v.shape) for k, v in G.state_dict().items()} == g_want
     assert {k: tuple(v.shape) for k, v in D.state_dict().items()} == d_want
     n_g = sum(p.numel() for p in G.parameters())
-    assert 52.1e6 < n_g < 52.2e6  # METHOD.md: about 52.2 M
+    assert 52.1e6 < n_g < 52.2e6  # docs/method.md: about 52.2 M
 
 
 def test_tanh_bounds_and_linear_does_not():

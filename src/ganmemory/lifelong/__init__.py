@@ -1,4 +1,4 @@
-"""Class-incremental lifelong classification (METHOD.md section 6).
+"""Class-incremental lifelong classification (docs/method.md, section 6).
 
 A sequence of tasks with disjoint classes (``tasks``), one classifier with a single head over
 all classes (``classifier``), a strategy that decides what the classifier trains on

@@ -1,6 +1,6 @@
 """The lifelong classifier: one network with a single head over every class of the sequence.
 
-Class-incremental learning (METHOD.md section 6): the head has C outputs from the start
+Class-incremental learning (docs/method.md, section 6): the head has C outputs from the start
 (C = all classes of the task sequence); training and evaluation use all C outputs, so after task t
 the classifier must tell apart every class seen so far without being told the task.
 """

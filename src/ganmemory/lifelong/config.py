@@ -1,4 +1,4 @@
-"""Lifelong-classification configuration (METHOD.md section 6): one typed dataclass, defaults with reasons."""
+"""Lifelong-classification configuration (docs/method.md, section 6): one typed dataclass, defaults with reasons."""
 
 from __future__ import annotations
 

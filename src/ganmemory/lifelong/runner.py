@@ -1,4 +1,4 @@
-"""The lifelong-classification loop (METHOD.md section 6): tasks in order, one classifier, a strategy.
+"""The lifelong-classification loop (docs/method.md, section 6): tasks in order, one classifier, a strategy.
 
 Per task: load its data, ``strategy.before_task``, ``cfg.iters`` Adam steps, evaluation on every
 seen task, ``strategy.after_task``. Results go to OUT/results.json, OUT/table.md and

@@ -1,4 +1,4 @@
-"""The GP-GAN ResNet discriminator (METHOD.md section 1)."""
+"""The GP-GAN ResNet discriminator (docs/method.md, section 1)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class Discriminator(TaskModule):
     source kernels as they are (gamma = 1, beta = 0 at the start) and the last Linear belongs
     to the task; the input conv and the shortcuts stay frozen.
 
-    ``n_classes`` > 0 (a class-conditional task, METHOD.md section 5): the task's last Linear
+    ``n_classes`` > 0 (a class-conditional task, docs/method.md, section 5): the task's last Linear
     gives one logit per class of the task, each starting as the source's single logit.
     """
 

@@ -1,4 +1,4 @@
-"""The GP-GAN ResNet generator (METHOD.md section 1)."""
+"""The GP-GAN ResNet generator (docs/method.md, section 1)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class Generator(TaskModule):
     the output conv stay frozen.
 
     ``n_classes`` > 0 makes the generator class-conditional over an unconditional source
-    (METHOD.md section 5): a bias on the Linear's output, ``class_bias(one_hot(y))`` (a bias-free
+    (docs/method.md, section 5): a bias on the Linear's output, ``class_bias(one_hot(y))`` (a bias-free
     Linear from the one-hot class, zero at the start, so every class starts at the source), and
     the source embedding always sees the source's label 0. Modulated, the class bias belongs to
     the task; plain (MeRGAN's baseline), it trains with everything else.

@@ -1,6 +1,6 @@
 """Modulated layers: a frozen source kernel, reshaped per task by small gamma / beta / bias.
 
-For a source 3x3 kernel W of shape [Co, Ci, k, k] (METHOD.md section 3)::
+For a source 3x3 kernel W of shape [Co, Ci, k, k] (docs/method.md, section 3)::
 
     mu, sigma = mean and unbiased std of W over the k x k positions       # [Co, Ci]
     W_n       = (W - mu) / sigma                                           # stored, frozen
@@ -42,7 +42,7 @@ def _normalise(w: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, to
 
 
 class LowRankDelta(nn.Module):
-    """A task matrix trained in accumulated bases (METHOD.md section 4, ``learn --lowrank``)::
+    """A task matrix trained in accumulated bases (docs/method.md, section 4, ``learn --lowrank``)::
 
         M = start + U diag(s) V^T + R
 

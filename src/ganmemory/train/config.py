@@ -1,4 +1,4 @@
-"""Training configuration (METHOD.md section 2): one typed dataclass, defaults with reasons."""
+"""Training configuration (docs/method.md, section 2): one typed dataclass, defaults with reasons."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def r1_penalty(real_logits: torch.Tensor, real_x: torch.Tensor) -> torch.Tensor:
 
 
 def singular_value_penalty(s: torch.Tensor) -> torch.Tensor:
-    """sum_i |s_i| (0.1 + sigmoid(10 i / n)) over a task's n basis coefficients (METHOD.md
+    """sum_i |s_i| (0.1 + sigmoid(10 i / n)) over a task's n basis coefficients (docs/method.md
     section 4): trailing coefficients cost up to about 11x the leading ones, so training
     leans on the earliest bases. The caller multiplies by its weight (0.01 by default)."""
     n = s.shape[0]

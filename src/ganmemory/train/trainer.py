@@ -1,4 +1,4 @@
-"""The GAN trainer: a D step and a G step (METHOD.md section 2), each returning plain floats.
+"""The GAN trainer: a D step and a G step (docs/method.md, section 2), each returning plain floats.
 
 Every random draw of step ``it`` comes from a generator seeded by (seed, it), and the batch
 order is a seeded permutation per epoch, so a run stopped and resumed from a checkpoint takes

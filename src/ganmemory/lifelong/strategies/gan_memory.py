@@ -1,4 +1,4 @@
-"""GAN memory as pseudo-rehearsal (METHOD.md section 6; the paper's Section 5.2).
+"""GAN memory as pseudo-rehearsal (docs/method.md, section 6; the paper's Section 5.2).
 
 Each task is learned into a class-conditional memory bank (``MemoryBank.learn`` with
 ``conditional=True``): only that task's modulation parameters train, so the generators of

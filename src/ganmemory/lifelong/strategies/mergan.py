@@ -1,4 +1,4 @@
-"""MeRGAN-style replay (Wu et al. 2018, "Memory Replay GANs"; METHOD.md section 6): one
+"""MeRGAN-style replay (Wu et al. 2018, "Memory Replay GANs"; docs/method.md, section 6): one
 class-conditional GAN learns every task, replaying its own earlier classes.
 
 Before task t, a frozen copy of the GAN (its EMA generator) draws a labelled pool of every
