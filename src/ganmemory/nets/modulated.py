@@ -18,7 +18,7 @@ grouped convolution needs no copy: [n * T, C, H, W] is viewed as [n, T * C, H, W
 beta of length ``out``. With ``normalise=False`` the kernel is stored as is and gamma = 1,
 beta = 0 at the start: the same starting function, as the authors' discriminator uses.
 
-Speed (issue 7): inside :func:`kernels_built_once` each layer builds its kernel once and every
+Speed: inside :func:`kernels_built_once` each layer builds its kernel once and every
 forward call reuses it, so a training step builds the generator's kernels once (not once per
 call) and the discriminator's once per network state. A 3x3 conv on a 1x1 input (the first
 blocks at 64 px and above) only ever meets its centre tap, so it runs as a Linear on that tap:
