@@ -73,12 +73,6 @@ class TaskLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "TaskLock":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
 
 @contextmanager
 def locked(bank_root: Path, names: list[str], holder: str) -> Iterator[None]:

@@ -120,11 +120,6 @@ class MemoryBank:
         """The one mapping from a task name to its file; refuses names that are not plain names."""
         return task_file(self.root / "tasks", name)
 
-    def _lock(self, name: str, holder: str) -> TaskLock:
-        if name != BASES_LOCK:
-            check_task_name(name)
-        return TaskLock(self.root, name).acquire(holder)
-
     def task_infos(self, verify: bool = True) -> list[TaskInfo]:
         """Every task file, in the order learned; a damaged one carries its error, and the
         others are listed as usual. ``verify`` also reads and checks every task's tensors
@@ -470,7 +465,7 @@ class MemoryBank:
             if lowrank is None:
                 meta = self._write_task(name, trainer, meta)
             else:
-                with self._lock(BASES_LOCK, f"learn {name}"):
+                with locked(self.root, [BASES_LOCK], f"learn {name}"):
                     meta = self._write_lowrank_task(name, trainer.G_ema, basis_k, lowrank, meta)
             if history:
                 self._plot_history(name, history)

@@ -84,15 +84,11 @@ def load_artifact(path: str | os.PathLike, expect_format: str | None = None
     meta = read_meta(path)
     if expect_format and meta.get("format") != expect_format:
         raise GanMemoryError(f"file '{path}' holds a '{meta.get('format')}', not a '{expect_format}'")
-    return load_tensors(path), meta
-
-
-def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file (no code runs: safetensors holds only data)."""
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise GanMemoryError(f"file '{path}' is corrupted: its tensors cannot be read ({exc})") from None
+    return tensors, meta
 
 
 # safetensors' dtype codes -> torch's, for hashing a file's raw bytes as ``tensors_hash`` does
