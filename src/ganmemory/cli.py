@@ -355,12 +355,12 @@ def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None, preset
     g.add_argument("--sample-every", type=_nonnegative, default=c.sample_every, help="sample grid every N steps (0: never)")
     g.add_argument("--ckpt-every", type=_nonnegative, default=c.ckpt_every, help="checkpoint every N steps (0: at the end)")
     if layout:
-        g.add_argument("--own", action="append", choices=OWNABLE, metavar="PART",
-                       help=f"the task also owns PART (repeatable): {', '.join(OWNABLE)} (default: the paper's "
+        from dataclasses import fields
+        from .nets import TaskLayout
+        parts = [f.name.replace("_", "-") for f in fields(TaskLayout)]  # its fields, as the CLI spells them
+        g.add_argument("--own", action="append", choices=parts, metavar="PART",
+                       help=f"the task also owns PART (repeatable): {', '.join(parts)} (default: the paper's "
                             "parameters only)")
-
-
-OWNABLE = ("output-conv", "colour", "input-conv")  # TaskLayout's fields, as the CLI spells them
 
 
 def _net_cfg(a: argparse.Namespace, **extra):

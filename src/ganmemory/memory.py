@@ -33,7 +33,7 @@ import torch
 from .atomic import atomic_write_bytes, atomic_write_json
 from .compress import (SDIAG_SUFFIX, TRAINED_U, TRAINED_V, LowRankConfig, compress_shared, compress_state,
                        expand_shared, expand_state, expand_trained, fold_residual, stored_parameters)
-from .data import load_data
+from .data import ImageSet, load_data
 from .distributed import SINGLE, DistContext, any_rank, barrier
 from .errors import GanMemoryError, TrainingDiverged
 from .locks import BASES_LOCK, TaskLock, locked
@@ -358,8 +358,12 @@ class MemoryBank:
         slice of each batch and only rank 0 writes files.
 
         The task's lock is held from before the bank is looked at to after the task file's
-        final rename, so a second writer of the same name fails at once with one error."""
-        check_task_name(name)
+        final rename, so a second writer of the same name fails at once with one error. The data
+        is loaded before the lock is taken: decoding a folder forks worker processes, and a fork
+        shares the lock, so workers orphaned by a killed learn would otherwise keep holding it."""
+        if self._task_path(name).exists() and not overwrite:  # fail before decoding; checked again under the lock
+            raise self._exists(name)
+        data = load_data(data_spec, self.cfg.resolution)
         lock = TaskLock(self.root, name)
         got = lock.try_acquire(f"learn {name}") if dist.is_writer else True
         if any_rank(not got, dist):  # every rank stops together
@@ -368,21 +372,24 @@ class MemoryBank:
         try:
             if dist.is_writer:
                 self._clear_temporary(name)
-            return self._learn(name, data_spec, train, resume=resume, overwrite=overwrite, progress=progress,
-                               log=log, dist=dist, eval_every=eval_every, eval_n=eval_n,
+            return self._learn(name, data_spec, data, train, resume=resume, overwrite=overwrite,
+                               progress=progress, log=log, dist=dist, eval_every=eval_every, eval_n=eval_n,
                                eval_metric=eval_metric, lowrank=lowrank)
         finally:
             lock.release()
 
-    def _learn(self, name: str, data_spec: str, train: TrainConfig, *, resume: bool, overwrite: bool,
+    def _exists(self, name: str) -> GanMemoryError:
+        return GanMemoryError(f"task '{name}' already exists in bank '{self.root}': pass --overwrite "
+                              "to replace it, or choose another --task name")
+
+    def _learn(self, name: str, data_spec: str, data: ImageSet, train: TrainConfig, *, resume: bool, overwrite: bool,
                progress: bool, log: Callable[[str], None], dist: DistContext, eval_every: int, eval_n: int,
                eval_metric: str, lowrank: LowRankConfig | None) -> dict[str, Any]:
         train.check_divisible(dist.world_size)
         path, work = self._task_path(name), self.root / "work" / name
         ckpt = work / "checkpoint.safetensors"
         if path.exists() and not overwrite:
-            raise GanMemoryError(f"task '{name}' already exists in bank '{self.root}': pass --overwrite "
-                                 "to replace it, or choose another --task name")
+            raise self._exists(name)
         if resume and not ckpt.exists():
             raise GanMemoryError(f"--resume given but task '{name}' has no unfinished learn in '{work}'")
         if ckpt.exists() and not resume:
@@ -400,7 +407,6 @@ class MemoryBank:
                 raise GanMemoryError(f"cannot resume task '{name}': it was started with data "
                                      f"'{meta.get('data')}' and other options; only --iters may change")
 
-        data = load_data(data_spec, self.cfg.resolution)
         if data.note and dist.is_writer:
             log(f"note: {data.note}")
         n_classes = len(data.classes) if train.conditional else 0
