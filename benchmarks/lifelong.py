@@ -24,10 +24,12 @@ this 2-core CPU (the figures are quoted from issue 5, not re-run here).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import platform
 import statistics
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -35,20 +37,21 @@ import torch
 from ganmemory.atomic import atomic_write_bytes, atomic_write_json
 from ganmemory.lifelong.config import LifelongConfig, with_added_options
 from ganmemory.lifelong.runner import CHECKPOINT, run_lifelong
-from ganmemory.lifelong.strategies.generative import REPLAY_GAN_LR, replay_gan_config
+from ganmemory.lifelong.strategies import STRATEGIES, get_strategy
+from ganmemory.lifelong.strategies.generative import REPLAY_GAN_LR
 from ganmemory.lifelong.tasks import parse_tasks
 
 ANCHORS = [("none (van de Ven et al.)", "19.8 %", ""), ("EWC (van de Ven et al., seed 1)", "21.2 %", ""),
            ("DGR (van de Ven et al.)", "91.4 % (91.8 / 91.5 / 90.9)", "about 240 s per run"),
            ("BI-R (van de Ven et al.)", "94.3 % (95.8 / 92.6 / 94.5)", "about 205 s per run"),
            ("joint (van de Ven et al.)", "97.9 %", "")]
-STRATEGIES = ("finetune", "ewc", "mergan", "gan-memory", "joint")
+ORDER = ("finetune", "ewc", "mergan", "gan-memory", "joint")
 MULTI_SEED = ("gan-memory", "joint")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    p.add_argument("--strategies", nargs="+", default=list(ORDER), choices=tuple(STRATEGIES))
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--iters", type=int, default=2000, help="classifier steps per task (van de Ven: 2000)")
     p.add_argument("--gan-iters", type=int, default=2000, help="GAN steps per task (gan-memory, mergan)")
@@ -78,10 +81,12 @@ def main() -> None:
         for seed in (a.seeds if strategy in MULTI_SEED else a.seeds[:1]):
             cfg = LifelongConfig(iters=a.iters, replay_pool=a.replay_pool, seed=seed, replay_current=a.replay_current,
                                  **({"replay_keep": a.replay_keep} if strategy == "gan-memory" else {}))
-            kwargs = {}
-            if strategy in ("gan-memory", "mergan"):
-                gan_cfg = replay_gan_config(seed, iters=a.gan_iters, lr=a.gan_lr, batch_size=a.gan_batch)
-                kwargs = {"gan": gan_cfg, "progress": False, "device": a.device}
+            cls = get_strategy(strategy)  # its own options, from the arguments of the same names
+            options = cls.Options(**{f.name: getattr(a, f.name) for f in fields(cls.Options)
+                                     if getattr(a, f.name, None) is not None})
+            kwargs = cls.init_kwargs(options, cfg, a.device)
+            if "progress" in inspect.signature(cls).parameters:
+                kwargs["progress"] = False
             run_dir = out / strategy / f"seed{seed}"
             finished = run_dir / "results.json"
             r = json.loads(finished.read_text()) if a.resume and finished.exists() else {}

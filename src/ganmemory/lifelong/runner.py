@@ -26,6 +26,7 @@ from tqdm import tqdm
 from ..atomic import atomic_write_bytes, atomic_write_json
 from ..errors import GanMemoryError
 from ..plots import plot_curves
+from ..seeds import derive_seed
 from ..store import load_artifact, prefixed, read_meta, save_artifact, unprefixed
 from ..train.trainer import BatchSchedule, step_generator
 from .classifier import Classifier, to_input
@@ -41,9 +42,9 @@ CHECKPOINT_FORMAT = "ganmemory-lifelong-classifier"
 CHECK_EVERY = 50  # steps between loss checks (and progress-bar updates); each check syncs a GPU
 
 
-def task_seed(seed: int, index: int) -> int:
+def task_seed(cfg: LifelongConfig, index: int) -> int:
     """The seed of task ``index``'s batch order and per-step draws: a pure function of (seed, index)."""
-    return seed * 10_007 + index
+    return derive_seed(cfg.seed, "task", index, rule=cfg.seeds)
 
 
 def make_strategy(name: str, cfg: LifelongConfig, out: Path, log: Callable[[str], None],
@@ -78,12 +79,12 @@ def train_task(model: Classifier, images: np.ndarray, labels: np.ndarray, strate
         raise GanMemoryError(f"task {index + 1}: training data must be uint8 [N, {cfg.resolution}, "
                              f"{cfg.resolution}, 3] with N labels, got images {tuple(x_all.shape)} "
                              f"and labels {tuple(y_all.shape)}")
-    seed = task_seed(cfg.seed, index)
+    seed = task_seed(cfg, index)
     n_real = strategy.real_per_batch(cfg.batch_size)
     if not 0 <= n_real <= cfg.batch_size:
         raise GanMemoryError(f"strategy '{strategy.name}' asked for {n_real} real images per batch of "
                              f"{cfg.batch_size}; it must be 0 to {cfg.batch_size}")
-    schedule = BatchSchedule(len(x_all), n_real, seed) if n_real else None  # 0: the batch is all replay
+    schedule = BatchSchedule(len(x_all), n_real, seed, cfg.seeds) if n_real else None  # 0: the batch is all replay
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     model.train()
@@ -96,7 +97,7 @@ def train_task(model: Classifier, images: np.ndarray, labels: np.ndarray, strate
             idx = schedule.indices(it)
             xs.append(to_input(x_all[idx]).to(device))  # [B, 3, R, R]
             ys.append(y_all[idx].to(device))  # [B]
-        extra = strategy.replay(cfg.batch_size, step_generator(seed, it))
+        extra = strategy.replay(cfg.batch_size, step_generator(seed, it, cfg.seeds))
         if extra is not None:  # M = batch_size per earlier task (+ generated current-task images)
             xs.append(extra[0].to(device, torch.float32))  # [M, 3, R, R]
             ys.append(extra[1].to(device, torch.long))  # [M]
@@ -191,13 +192,13 @@ def _saved_run(out: Path, resume: bool) -> dict[str, Any] | None:
     return meta
 
 
-def _check_same_run(out: Path, meta: dict[str, Any], expect: dict[str, Any]) -> None:
+def _check_same_run(out: Path, meta: dict[str, Any], strategy: Strategy, expect: dict[str, Any]) -> None:
     """A resumed run must have the tasks, strategy, options and config it was started with."""
     results = meta["results"]
     config = results.get("config")
     saved = {"strategy": results.get("strategy"), "tasks": results.get("tasks"),
              "config": with_added_options(config) if isinstance(config, dict) else config,
-             "strategy options": meta.get("strategy_options")}
+             "strategy options": strategy.stored_options(meta.get("strategy_options"))}
     for key, want in expect.items():
         have, want = saved[key], json.loads(json.dumps(want))
         if have == want:
@@ -241,10 +242,12 @@ def run_lifelong(tasks: list[ClassTask], strategy_name: str, cfg: LifelongConfig
         raise GanMemoryError("no tasks to learn: give at least one")
     out = Path(out)
     saved = _saved_run(out, resume)
+    if saved is not None:
+        cfg = cfg.continuing(saved["results"].get("config"))
     out.mkdir(parents=True, exist_ok=True)
     strategy = make_strategy(strategy_name, cfg, out, log, strategy_kwargs)
     if saved is not None:
-        _check_same_run(out, saved, {"strategy": strategy_name, "tasks": [t.to_dict() for t in tasks],
+        _check_same_run(out, saved, strategy, {"strategy": strategy_name, "tasks": [t.to_dict() for t in tasks],
                                      "config": cfg.to_dict(), "strategy options": strategy.options()})
     torch.manual_seed(cfg.seed)
     model = Classifier(n_classes(tasks), cfg.classifier, cfg.resolution).to(device)

@@ -11,13 +11,13 @@ Every number shown is named after its feature network (the constants ``FD_EL0``,
 """
 
 from .efficientnet_lite0 import EfficientNetLite0, load_efficientnet_lite0
-from .features import (EXTRACTORS, FD_EL0, FID, KID_EL0, METRIC_EXTRACTOR, RealStatistics,
-                       build_extractor, extract_features, real_statistics)
+from .features import (EXTRACTORS, FD_EL0, FID, KID_EL0, METRICS, Metric, RealStatistics, build_extractor,
+                       extract_features, real_statistics)
 from .frechet import frechet_distance, statistics
 from .inception import INCEPTION_WEIGHTS_FILE, FIDInceptionV3, load_fid_inception
 from .kid import KIDResult, kernel_distance
 
 __all__ = ["EXTRACTORS", "EfficientNetLite0", "FD_EL0", "FID", "FIDInceptionV3", "INCEPTION_WEIGHTS_FILE",
-           "KIDResult", "KID_EL0", "METRIC_EXTRACTOR", "RealStatistics", "build_extractor",
+           "KIDResult", "KID_EL0", "METRICS", "Metric", "RealStatistics", "build_extractor",
            "extract_features", "frechet_distance", "kernel_distance", "load_efficientnet_lite0",
            "load_fid_inception", "real_statistics", "statistics"]

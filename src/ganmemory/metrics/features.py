@@ -29,7 +29,23 @@ from .efficientnet_lite0 import load_efficientnet_lite0
 FD_EL0 = "FD-EL0"  # Fréchet distance on EfficientNet-Lite0 features (not comparable with FID)
 KID_EL0 = "KID-EL0"  # unbiased KID on EfficientNet-Lite0 features
 FID = "FID"  # Fréchet distance on the FID InceptionV3's pool3 features
-METRIC_EXTRACTOR: dict[str, str] = {FD_EL0: "el0", KID_EL0: "el0", FID: "inception"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    option: str  # how the command line spells it, e.g. "fd-el0"
+    name: str  # the name every result carries, e.g. "FD-EL0"
+    extractor: str  # its feature network, a key of ``EXTRACTORS``
+    score: str  # "frechet" (``frechet.py``) or "kernel" (``kid.py``)
+    needs_weights: bool  # FID: the user gives the Inception weights file; not packaged
+
+
+METRICS: dict[str, Metric] = {m.option: m for m in (
+    Metric("fd-el0", FD_EL0, "el0", "frechet", False),
+    Metric("kid-el0", KID_EL0, "el0", "kernel", False),
+    Metric("fid", FID, "inception", "frechet", True),
+)}
+"""The one table of metrics, by command-line name; the CLI reads its choices from it."""
 
 CACHE_FORMAT = "ganmemory-real-statistics"
 CACHE_VERSION = 1

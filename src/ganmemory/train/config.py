@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from ..configs import check_seed, check_types, config_from_dict, option_name
 from ..errors import GanMemoryError
 from ..nets.config import PAPER_LAYOUT, TaskLayout
+from ..seeds import RULES
 
 MAX_BATCH = 65_536  # far beyond any memory here; a larger batch is a typo
 FLAGS = {"batch_size": "--batch", "lr_g": "--lr", "lr_d": "--lr", "r1_gamma": "--r1"}  # fields the CLI names otherwise
 
 
 # options newer than the first stored tasks and checkpoints, with the values those ran with
-ADDED_LATER = {"ema_rampup": 0.0, "layout": PAPER_LAYOUT.to_dict()}
+ADDED_LATER = {"ema_rampup": 0.0, "layout": PAPER_LAYOUT.to_dict(), "seeds": "legacy"}
 
 
 def with_added_options(stored: dict) -> dict:
@@ -45,6 +46,7 @@ class TrainConfig:
     # short run samples what it learned; 0 (GP-GAN) keeps 61 % of the source after 500 steps
     ema_rampup: float = 0.05
     seed: int = 0  # seeds the batch order and every random draw, step by step
+    seeds: str = "sha256"  # how each draw's seed derives from ``seed`` (ganmemory.seeds)
     flip: bool = True  # random horizontal flips of real images
     conditional: bool = False  # feed the data's class labels to G and D
     log_every: int = 100  # JSON-lines log record every N steps
@@ -75,6 +77,8 @@ class TrainConfig:
         if self.batch_size > MAX_BATCH:
             raise GanMemoryError(f"option --batch must be at most {MAX_BATCH:,}, got {self.batch_size:,}")
         check_seed(self.seed)
+        if self.seeds not in RULES:
+            raise GanMemoryError(f"unknown seed rule '{self.seeds}': use {' or '.join(RULES)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,6 +100,12 @@ class TrainConfig:
         everything but ``iters`` must match."""
         mine = {k: v for k, v in self.to_dict().items() if k != "iters"}
         return mine == {k: v for k, v in with_added_options(stored).items() if k != "iters"}
+
+    def continuing(self, stored: dict) -> "TrainConfig":
+        """These options under the seed rule of the run whose stored config is ``stored``: the rule
+        is not a user's option, and a resumed run keeps the one it began with."""
+        rule = with_added_options(stored).get("seeds") if isinstance(stored, dict) else None
+        return replace(self, seeds=rule) if rule in RULES else self
 
     def check_divisible(self, world_size: int) -> None:
         if self.batch_size % world_size:

@@ -61,7 +61,7 @@ def fit(trainer: GANTrainer, data: ImageSet, out_dir: str | os.PathLike, *,
         (out / "samples").mkdir(parents=True, exist_ok=True)
     images = torch.from_numpy(data.images)  # [N, R, R, 3] uint8
     labels = torch.from_numpy(data.labels)
-    sched = BatchSchedule(len(images), cfg.batch_size, cfg.seed)
+    sched = BatchSchedule(len(images), cfg.batch_size, cfg.seed, cfg.seeds)
     z_fixed = fixed_latents(64, trainer.G.cfg.z_dim).to(trainer.device)
     n_labels = getattr(trainer.G, "n_classes", 0) or trainer.G.cfg.nlabels  # a conditional task: its classes
     y_fixed = (torch.arange(64) % n_labels).to(trainer.device)

@@ -17,6 +17,7 @@ from torch import nn
 from ..data import preprocess
 from ..distributed import SINGLE, DistContext, average_gradients
 from ..nets.modulated import kernels_built_once
+from ..seeds import generator
 from ..store import optimizer_from_tensors, optimizer_to_tensors, prefixed, unprefixed
 from .config import TrainConfig
 from .ema import ema_beta_at, ema_update
@@ -30,26 +31,26 @@ class BatchSchedule:
     slice of it (see ``distributed.py``).
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
+    def __init__(self, n: int, batch_size: int, seed: int, seeds: str = "sha256"):
+        self.n, self.batch_size, self.seed, self.seeds = n, batch_size, seed, seeds
         self.steps_per_epoch = max(1, n // batch_size)
         self._epoch, self._perm = -1, None
 
     def indices(self, it: int) -> torch.Tensor:
         epoch, k = divmod(it, self.steps_per_epoch)
         if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            g = generator(self.seed, "epoch", epoch, rule=self.seeds)
             self._perm, self._epoch = torch.randperm(self.n, generator=g), epoch
         idx = self._perm[k * self.batch_size:(k + 1) * self.batch_size]
         if len(idx) < self.batch_size:  # fewer images than one batch: draw with repeats
-            g = torch.Generator().manual_seed(self.seed * 7_919 + it)
+            g = generator(self.seed, "short-batch", it, rule=self.seeds)
             idx = self._perm[torch.randint(len(self._perm), (self.batch_size,), generator=g)]
         return idx
 
 
-def step_generator(seed: int, it: int) -> torch.Generator:
-    """The random generator for step ``it``: a pure function of (seed, it)."""
-    return torch.Generator().manual_seed((seed * 2_147_483_647 + it * 65_537) % (2**63))
+def step_generator(seed: int, it: int, seeds: str = "sha256") -> torch.Generator:
+    """The random generator for step ``it``: a pure function of (seed, it) under rule ``seeds``."""
+    return generator(seed, "step", it, rule=seeds)
 
 
 class GANTrainer:
@@ -142,7 +143,7 @@ class GANTrainer:
         Every random draw is made for the whole global batch, then each rank keeps its slice,
         so N processes compute exactly the batch one process would.
         """
-        gen = step_generator(self.cfg.seed, self.iteration)
+        gen = step_generator(self.cfg.seed, self.iteration, self.cfg.seeds)
         n = images_u8.shape[0]
         real = preprocess(images_u8, gen, flip=self.cfg.flip)
         z_d, z_g = self._z(n, gen), self._z(n, gen)

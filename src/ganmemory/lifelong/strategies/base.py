@@ -8,19 +8,33 @@ the methods of :class:`Strategy`, in this order for task ``index``::
 
 A resumed run (``run_lifelong(..., resume=True)``) calls ``restore`` once with the finished
 tasks instead of replaying them, then goes on as above from the next task.
+
+A strategy declares its options once, and the command line builds its flags from them:
+``config_fields`` names the ``LifelongConfig`` fields that only it reads (their help is in the
+field's metadata), and ``Options`` is a dataclass of its own constructor options, each field with
+``metadata={"help": ...}``; ``init_kwargs`` turns an ``Options`` into constructor arguments.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
 
+from ...seeds import derive_seed
 from ..classifier import Classifier, to_input
 from ..config import LifelongConfig
 from ..tasks import ClassTask, TaskData
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyOptions:
+    """A strategy's own options (none here). Subclass it with fields that carry
+    ``metadata={"help": ...}`` (and ``"metavar"``); ``lifelong --field-name`` sets each, an int
+    field must be >= 1 and a float finite."""
 
 
 class Strategy:
@@ -36,6 +50,13 @@ class Strategy:
     """
 
     name: str = "base"
+    Options: ClassVar[type[StrategyOptions]] = StrategyOptions
+    config_fields: ClassVar[tuple[str, ...]] = ()  # the LifelongConfig fields only strategies like this read
+
+    @classmethod
+    def init_kwargs(cls, options: StrategyOptions, cfg: LifelongConfig, device: str) -> dict[str, Any]:
+        """The constructor's keyword arguments for ``options`` (default: its fields as they are)."""
+        return dataclasses.asdict(options)
 
     def __init__(self, cfg: LifelongConfig, out: Path, log: Callable[[str], None]) -> None:
         self.cfg, self.out, self.log = cfg, Path(out), log
@@ -61,6 +82,11 @@ class Strategy:
         real plus generated). The default is None (no replay)."""
         return None
 
+    def _seed(self, name: str, *keys: int, seed: int | None = None) -> int:
+        """The seed of this run's draw ``name`` at ``keys`` (``ganmemory.seeds``); ``seed``
+        replaces the run's seed where a draw belongs to another seeded config (mergan's GAN)."""
+        return derive_seed(self.cfg.seed if seed is None else seed, name, *keys, rule=self.cfg.seeds)
+
     def penalty(self, model: Classifier) -> torch.Tensor | None:
         """A scalar added to the loss before backward (EWC); the default is None."""
         return None
@@ -76,6 +102,11 @@ class Strategy:
         """JSON-able options beyond ``LifelongConfig`` that a resumed run must share (e.g. the GAN's);
         default {}."""
         return {}
+
+    def stored_options(self, stored: Any) -> Any:
+        """``options()`` as an earlier run stored them, completed with what newer versions
+        add, to compare with this run's; default: as stored."""
+        return stored
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The tensors a resumed run needs, saved with the classifier after every task (e.g. EWC's

@@ -71,6 +71,7 @@ class EWC(Strategy):
     """EWC as a plugin: ``penalty`` before backward, the Fisher after each task."""
 
     name = "ewc"
+    config_fields = ("ewc_lambda", "fisher_samples")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -88,7 +89,7 @@ class EWC(Strategy):
                            [self.fisher[n] for n in names], self.cfg.ewc_lambda)
 
     def after_task(self, model: Classifier, index: int, task: ClassTask, data: TaskData) -> None:
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + 7_777 + index)
+        gen = torch.Generator().manual_seed(self._seed("fisher", index))
         n = min(self.cfg.fisher_samples, len(data.train_images))
         pick = torch.randperm(len(data.train_images), generator=gen)[:n].numpy()
         new = diagonal_fisher(model, data.train_images[np.sort(pick)], gen)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -28,12 +29,18 @@ from ..classifier import Classifier
 from ..config import LifelongConfig
 from ..judge import class_confidence, keep_most_confident, n_candidates, train_judge
 from ..tasks import ClassTask, TaskData
-from .generative import GenerativeReplay, draw_pool, replay_gan_config
+from .generative import GenerativeReplay, ReplayGanOptions, draw_pool, replay_gan_config
 
 
 def bank_task_name(index: int, task: ClassTask) -> str:
     """A bank task name for task ``index``, e.g. 't0-mnist-0-1'."""
     return f"t{index}-" + re.sub(r"[^A-Za-z0-9_.+-]+", "-", task.name).strip("-")[:56]
+
+
+@dataclass(frozen=True)
+class GanMemoryOptions(ReplayGanOptions):
+    memory: str | None = field(default=None, metadata={
+        "help": "bank folder (default OUT/memory; matching tasks are reused)", "metavar": "BANK"})
 
 
 class GanMemoryReplay(GenerativeReplay):
@@ -51,12 +58,18 @@ class GanMemoryReplay(GenerativeReplay):
     """
 
     name = "gan-memory"
+    Options = GanMemoryOptions
+    config_fields = GenerativeReplay.config_fields + ("replay_keep", "judge_iters")
+
+    @classmethod
+    def init_kwargs(cls, options: GanMemoryOptions, cfg: LifelongConfig, device: str) -> dict[str, Any]:
+        return {**super().init_kwargs(options, cfg, device), "bank": options.memory}
 
     def __init__(self, cfg: LifelongConfig, out: Path, log: Callable[[str], None],
                  gan: TrainConfig | None = None, source: str | Path | None = None,
                  bank: str | Path | None = None, progress: bool = True, device: str = "cpu") -> None:
         super().__init__(cfg, out, log)
-        self.gan = gan or replay_gan_config(cfg.seed)
+        self.gan = replace(gan or replay_gan_config(cfg.seed), seeds=cfg.seeds)  # the run's seed rule
         if not self.gan.conditional:
             raise GanMemoryError("the gan-memory strategy needs a class-conditional GAN (conditional=True)")
         root = Path(bank) if bank is not None else self.out / "memory"
@@ -90,7 +103,7 @@ class GanMemoryReplay(GenerativeReplay):
         here the first time, from the task's real ``data``; ``n_classes`` is its output count."""
         meta = self.bank.task_meta(self.names[j])
         local = [list(meta["classes"]).index(c) for c in task.classes]
-        G, seed = self.bank.task_generator(self.names[j]), self.cfg.seed * 1000 + j
+        G, seed = self.bank.task_generator(self.names[j]), self._seed("replay-pool", j)
         if self.cfg.replay_keep >= 1:
             return draw_pool(G, task, local, self.cfg.replay_pool, self.bank.cfg.z_dim, seed=seed)
         per_class = max(1, self.cfg.replay_pool // len(task.classes))

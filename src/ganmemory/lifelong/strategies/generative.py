@@ -9,7 +9,8 @@ classes (MeRGAN).
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -17,8 +18,10 @@ import torch
 from ...images import to_uint8
 from ...source import latents
 from ...train import TrainConfig
+from ...train.config import with_added_options
 from ..tasks import ClassTask
-from .base import ReplayPool, Strategy
+from ..config import LifelongConfig
+from .base import ReplayPool, Strategy, StrategyOptions
 
 
 REPLAY_GAN_LR = 5e-4
@@ -65,11 +68,29 @@ def generated_count(n_current: int, share: float) -> int:
     return n_current if share >= 1 else min(n_current - 1, round(n_current * share))
 
 
+@dataclass(frozen=True)
+class ReplayGanOptions(StrategyOptions):
+    """The options both generative strategies share: their GAN's (``replay_gan_config``) and source."""
+    gan_iters: int = field(default=2000, metadata={"help": "GAN iterations per task"})
+    gan_batch: int = field(default=16, metadata={"help": "GAN batch size"})
+    gan_lr: float = field(default=REPLAY_GAN_LR, metadata={"help": "GAN Adam learning rate (G and D)", "metavar": "LR"})
+    source: str | None = field(default=None, metadata={
+        "help": "source GAN (default: the shipped openclipart source)", "metavar": "FILE"})
+
+
 class GenerativeReplay(Strategy):
     """The batch of both generative strategies: ``cfg.batch_size`` images per earlier task from
     its pool, and the current task's ``cfg.batch_size`` images split between real data and the
     pool the GAN drew after learning it (``cfg.replay_current`` generated). Subclasses fill
     ``self.pool``, the current task's pool with ``pool.set_current`` when ``replay_current > 0``."""
+
+    Options = ReplayGanOptions
+    config_fields = ("replay_pool", "replay_current")
+
+    @classmethod
+    def init_kwargs(cls, options: ReplayGanOptions, cfg: LifelongConfig, device: str) -> dict[str, Any]:
+        gan = replay_gan_config(cfg.seed, iters=options.gan_iters, batch_size=options.gan_batch, lr=options.gan_lr)
+        return {"gan": gan, "source": options.source, "device": device}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -83,3 +104,8 @@ class GenerativeReplay(Strategy):
 
     def options(self) -> dict:
         return {"gan": self.gan.to_dict()}
+
+    def stored_options(self, stored: Any) -> Any:
+        if isinstance(stored, dict) and isinstance(stored.get("gan"), dict):
+            return {**stored, "gan": with_added_options(stored["gan"])}
+        return stored

@@ -16,6 +16,7 @@ rows grow as classes arrive: a new class's bias starts at zero and its D row at 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -81,7 +82,7 @@ class MerGAN(GenerativeReplay):
         if cfg.replay_keep < 1:  # its pools are redrawn from the changing GAN, long after the real data
             raise GanMemoryError("the replay judge (--replay-keep below 1) is for gan-memory; mergan redraws "
                                  "every pool after each task, when the old tasks' real images are gone")
-        self.gan = gan or replay_gan_config(cfg.seed)
+        self.gan = replace(gan or replay_gan_config(cfg.seed), seeds=cfg.seeds)  # the run's seed rule
         self.src = Source.load(source)
         if self.src.cfg.resolution != cfg.resolution:
             raise GanMemoryError(f"the source is {self.src.cfg.resolution} px but the classifier reads "
@@ -110,7 +111,7 @@ class MerGAN(GenerativeReplay):
         old_images, old_labels = [], []
         for j, old in enumerate(seen):
             images, labels = draw_pool(self._sample, old, list(old.global_ids), self.cfg.replay_pool,
-                                       self.src.cfg.z_dim, seed=self.cfg.seed * 1000 + 100 * index + j)
+                                       self.src.cfg.z_dim, seed=self._seed("mergan-pool", index, j))
             self.pool.add(f"mergan-{j}", images, labels)
             # the GAN's own replay: as many images per old class as the task has per new class
             per_class = max(1, len(data.train_labels) // len(task.classes))
@@ -128,7 +129,7 @@ class MerGAN(GenerativeReplay):
         images = np.concatenate([data.train_images, *old_images])
         labels = np.concatenate([data.train_labels, *old_labels]).astype(np.int64)
         train_set = ImageSet(f"mergan task {index}", images, labels, tuple(str(i) for i in range(n_classes)))
-        torch.manual_seed(self.gan.seed + index)
+        torch.manual_seed(self._seed("mergan-gan", index, seed=self.gan.seed))
         self.G, self.D = self.G.to(self.device), self.D.to(self.device)
         if self.G_ema is not None:
             self.G_ema = self.G_ema.to(self.device)
@@ -150,7 +151,7 @@ class MerGAN(GenerativeReplay):
         if self.cfg.replay_current > 0:
             self.pool.set_current(f"mergan-{index}", *draw_pool(
                 self._sample, task, list(task.global_ids), self.cfg.replay_pool, self.src.cfg.z_dim,
-                seed=self.cfg.seed * 1000 + 100 * index + index))
+                seed=self._seed("mergan-pool", index, index)))
 
     @torch.no_grad()
     def _sample(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

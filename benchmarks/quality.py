@@ -1,0 +1,142 @@
+"""What a learned task looks like, by number and by eye, against learning time on this machine.
+
+    python benchmarks/quality.py                   # the full run: about 60 min on 2 CPU cores
+    python benchmarks/quality.py --minutes 0.2 0.2 --n 64 --per-class 8 --cas-steps 10 --out /tmp/q   # smoke test
+
+Two tasks over the shipped 32 px source, each learned with ``learn``'s defaults (``--preset tuned``):
+
+- ``mnist``: unconditional, ``--minutes`` [0] of learning;
+- ``mnist-classes``: class-conditional, ``--minutes`` [1] of learning.
+
+The learning time is turned into iterations by timing ``--calibrate`` steps of the same task first.
+Each task is scored ``--checkpoints`` + 1 times (at the start, which is the source, and at equal
+steps to the end) with FD-EL0 on ``--n`` generated images against ``--n`` images of the real test
+split, and a 64-sample grid is saved beside every score. Each score records its iteration and the
+seconds spent learning up to it (scoring excluded). The floor is FD-EL0 between two disjoint
+``--n``-image halves of the test split.
+
+The conditional task also gets the Classification Accuracy Score (CAS, Ravuri & Vinyals 2019):
+the library's default CNN trained on ``--per-class`` generated images per class for ``--cas-steps``
+Adam steps, tested on the real test split; beside it the same protocol on real training images
+(the ceiling).
+
+Writes OUT/results.json, OUT/table.md, OUT/fd.png and OUT/NAME/iter_XXXXXXX.png. FD-EL0 is a
+Fréchet distance on EfficientNet-Lite0 features, not FID.
+
+Targets (issue 20): mnist's final FD-EL0 at most 25 % of the source's; CAS at least 97 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from ganmemory.atomic import atomic_write_bytes, atomic_write_json
+from ganmemory.evaluate import CASProtocol, classification_accuracy_score, real_data_accuracy, real_floor
+from ganmemory.memory import MemoryBank
+from ganmemory.metrics.features import build_extractor
+from ganmemory.plots import plot_curves
+from ganmemory.train import TrainConfig
+
+RUNS = (("mnist", False), ("mnist-classes", True))
+TRAIN, TEST = "mnist", "mnist@test"
+
+
+def processor() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def seconds_per_step(root: Path, conditional: bool, steps: int) -> float:
+    """Time ``steps`` learning steps of the task in a throw-away bank."""
+    shutil.rmtree(root, ignore_errors=True)
+    bank = MemoryBank.create(root)
+    cfg = TrainConfig(iters=steps, conditional=conditional, sample_every=0, ckpt_every=0, log_every=steps)
+    step = bank.learn("t", TRAIN, cfg, progress=False, log=lambda _: None)["seconds_per_iteration"]
+    shutil.rmtree(root, ignore_errors=True)
+    return step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, nargs=2, default=[15.0, 20.0], metavar=("UNCOND", "COND"),
+                   help="learning time of each task")
+    p.add_argument("--checkpoints", type=int, default=3, help="scores after the start, at equal steps")
+    p.add_argument("--n", type=int, default=5000, help="generated and real images per FD-EL0 score")
+    p.add_argument("--per-class", type=int, default=1000, help="CAS: training images per class")
+    p.add_argument("--cas-steps", type=int, default=2000, help="CAS: classifier steps (batch 64)")
+    p.add_argument("--calibrate", type=int, default=30, help="timed steps that size each run")
+    p.add_argument("--out", default="runs/quality")
+    a = p.parse_args()
+    out = Path(a.out)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    t_all = time.perf_counter()
+    results = {"date": time.strftime("%Y-%m-%d"), "processor": processor(), "threads": torch.get_num_threads(),
+               "n": a.n, "train": TRAIN, "test": TEST, "tasks": {}}
+    print(f"{results['processor']}, {results['threads']} threads", flush=True)
+    results["floor"] = real_floor(TEST, 32, a.n, build_extractor("el0"))
+    print(f"floor: FD-EL0 {results['floor']:.2f} between two halves of {TEST} (n = {a.n})", flush=True)
+    protocol = CASProtocol(per_class=a.per_class, steps=a.cas_steps)
+    bank = MemoryBank.create(out / "bank")
+    for (name, conditional), minutes in zip(RUNS, a.minutes):
+        step = seconds_per_step(out / "calibrate", conditional, a.calibrate)
+        iters = max(a.checkpoints, int(minutes * 60 / step))
+        every = -(-iters // a.checkpoints)
+        print(f"{name}: {step:.3f} s per step -> {iters} iterations for {minutes:g} min; "
+              f"scored every {every}", flush=True)
+        cfg = TrainConfig(iters=iters, conditional=conditional, sample_every=0, ckpt_every=500)
+        meta = bank.learn(name, TRAIN, cfg, progress=False, eval_every=every, eval_n=a.n, eval_data=TEST,
+                          log=lambda msg, name=name: print(f"  {name} {msg}", flush=True))
+        shutil.copytree(out / "bank" / "plots" / name, out / name)
+        row = {"conditional": conditional, "minutes": minutes, "iterations": iters,
+               "seconds_per_step": round(step, 4), "history": meta["metrics"],
+               "learn_seconds": meta["seconds"]}
+        hist = meta["metrics"]
+        row["fd_ratio"] = hist[-1]["FD-EL0"] / hist[0]["FD-EL0"]
+        if conditional:
+            row["cas"] = classification_accuracy_score(bank, name, TEST, protocol)["value"]
+            row["real_accuracy"] = real_data_accuracy(TRAIN, TEST, 32, protocol)["value"]
+            print(f"  {name}: CAS {100 * row['cas']:.1f} % against {100 * row['real_accuracy']:.1f} % "
+                  "for real images", flush=True)
+        results["tasks"][name] = row
+        atomic_write_json(out / "results.json", results)
+    results["protocol"] = protocol.__dict__
+    results["seconds"] = round(time.perf_counter() - t_all, 1)
+    atomic_write_json(out / "results.json", results)
+    write_report(results, out)
+
+
+def write_report(results: dict, out: Path) -> None:
+    lines = [f"{results['processor']}, {results['threads']} threads, {results['date']}; FD-EL0 on "
+             f"n = {results['n']} generated against n = {results['n']} of {results['test']}; "
+             f"floor {results['floor']:.2f}", "",
+             "| task | iterations | learning s | FD-EL0 | of the source's |", "|---|---|---|---|---|"]
+    curves = {}
+    for name, row in results["tasks"].items():
+        start = row["history"][0]["FD-EL0"]
+        for h in row["history"]:
+            lines.append(f"| {name} | {h['iteration']} | {h['seconds']:.0f} | {h['FD-EL0']:.2f} | "
+                         f"{100 * h['FD-EL0'] / start:.0f} % |")
+        curves[name] = ([h["seconds"] / 60 for h in row["history"]], [h["FD-EL0"] for h in row["history"]])
+        if "cas" in row:
+            lines.append(f"\nCAS of {name}: {100 * row['cas']:.2f} %; the same classifier on real images: "
+                         f"{100 * row['real_accuracy']:.2f} % (protocol {results.get('protocol')})\n")
+    atomic_write_bytes(out / "table.md", ("\n".join(lines) + "\n").encode())
+    plot_curves(curves, out / "fd.png", title=f"FD-EL0 against learning time ({results['processor']})",
+                xlabel="minutes of learning", ylabel="FD-EL0")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

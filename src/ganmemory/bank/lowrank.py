@@ -1,0 +1,150 @@
+"""Low rank in the bank: compressing stored tasks, and storing tasks learned with ``--lowrank``
+as coefficients over the bank's trained bases (docs/method.md, section 4; the matrix algebra is
+in ``ganmemory.compress``)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..compress import (SDIAG_SUFFIX, TRAINED_U, TRAINED_V, LowRankConfig, compress_shared, compress_state,
+                        fold_residual, stored_parameters)
+from ..errors import GanMemoryError
+from ..locks import BASES_LOCK, locked
+from ..nets import Generator
+from ..nets.modulated import LowRankDelta, ModulatedConv2d
+from ..store import load_artifact, prefixed, unprefixed
+from ..taskfile import (TASK_FORMAT, write_task_file)
+from ..train.losses import singular_value_penalty
+from .disk import BankDisk
+
+
+class LowRankStore(BankDisk):
+    """Tasks stored in low-rank form, and the factorised generator a ``--lowrank`` learn trains."""
+
+    def compress(self, names: Sequence[str] | None, energy: float, dtype: torch.dtype,
+                 out: "BankDisk | None" = None, shared: bool = False) -> list[dict[str, Any]]:
+        """Store tasks in low-rank form (``compress.py``), into ``out`` (another bank over the
+        same source) or, when ``out`` is None, in place. Returns one report row per task.
+
+        ``shared``: the tasks, in the order given, grow bases shared by the target bank
+        (BANK/bases.safetensors) and each keeps only its cores; a task's row counts the
+        columns it added. Otherwise each matrix gets its own truncated SVD.
+
+        Every task is checked and the target's locks are taken before anything is written."""
+        if not 0 < energy <= 1:
+            raise GanMemoryError(f"--energy must be in (0, 1], got {energy}")
+        names = list(names) if names else self.tasks()
+        target = out or self
+        if target.source.file_hash != self.source.file_hash:
+            raise GanMemoryError(f"bank '{target.root}' has another source; cannot hold these tasks")
+        loaded = {}
+        for name in names:
+            tensors, meta = self.load_task(name)
+            if meta.get("compressed"):
+                raise GanMemoryError(f"task '{name}' is already compressed")
+            if out is not None and target._task_path(name).exists():
+                raise GanMemoryError(f"task '{name}' already exists in bank '{target.root}'")
+            loaded[name] = (tensors, meta)
+        n_g = self.generator_param_count()[1]
+        rows = []
+        with locked(target.root, names + ([BASES_LOCK] if shared else []), "compress"):
+            for name, (tensors, meta) in loaded.items():
+                rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g))
+        return rows
+
+    def _compress_one(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], energy: float,
+                      dtype: torch.dtype, target: BankDisk, shared: bool, n_g: int) -> dict[str, Any]:
+        before_bytes = self._task_path(name).stat().st_size
+        full = unprefixed("G", tensors)
+        added = 0
+        if shared:
+            small, bases, added = compress_shared(full, target.shared_bases(), energy, dtype)
+        else:
+            small = compress_state(full, energy, dtype)
+        new_meta = {k: v for k, v in meta.items() if k not in ("optimizer", "tensor_hash")}
+        new_meta.update({"compressed": {"mode": "shared" if shared else "per-task", "energy": energy,
+                                        "dtype": str(dtype).replace("torch.", ""),
+                                        "parameters_before": stored_parameters(full),
+                                        "basis_parameters_added": added},
+                         "task_parameters": stored_parameters(small) + added})
+        if shared:  # the grown bases first: they stay valid for every task already stored
+            target._save_bases(bases, energy=energy)
+        path = target._task_path(name)
+        write_task_file(path, prefixed("G", small), new_meta)
+        return {"task": name, "parameters_before": stored_parameters(full),
+                "parameters_after": stored_parameters(small) + added, "generator_parameters": n_g,
+                "bytes_before": before_bytes, "bytes_after": path.stat().st_size}
+
+    def _factorise(self, G: Generator, lowrank: LowRankConfig) -> dict[str, LowRankDelta]:
+        """Turn G's conv gamma / beta into start + U diag(s) V^T + R over the bank's trained
+        bases; s starts at 0 (``init`` "source") or at the last low-rank task's coefficients
+        ("previous")."""
+        bases, bases_meta = self._bases_artifact()
+        prev: dict[str, torch.Tensor] = {}
+        last = bases_meta.get("lowrank_last")
+        if lowrank.init == "previous" and last and self._task_path(last).exists():
+            prev = unprefixed("G", load_artifact(self._task_path(last), TASK_FORMAT)[0])
+        factors = {}
+        for mname, mod in G.named_modules():
+            if not isinstance(mod, ModulatedConv2d):
+                continue
+            for pname in ("gamma", "beta"):
+                key = f"{mname}.{pname}"
+                co, ci = getattr(mod, pname).shape
+                u = bases.get(key + TRAINED_U, torch.zeros(co, 0))  # float32 [Co, K]
+                v = bases.get(key + TRAINED_V, torch.zeros(ci, 0))  # float32 [Ci, K]
+                s0 = torch.zeros(u.shape[1])
+                old = prev.get(key + SDIAG_SUFFIX)
+                if old is not None:
+                    s0[: len(old)] = old.float()[: u.shape[1]]
+                mod.factorise(pname, u, v, s0)
+                factors[key] = mod.factors(pname)
+        G.freeze_source()
+        return factors
+
+    def _write_lowrank_task(self, name: str, G_ema: Generator, basis_k: dict[str, int], lowrank: LowRankConfig,
+                            meta: dict[str, Any]) -> dict[str, Any]:
+        """Fold each factorised matrix's residual into the bank's bases (written first: the
+        columns only grow, so every stored task stays valid) and store the coefficients.
+        Returns the stored metadata."""
+        bases = self.shared_bases()
+        now = {key: bases[key + TRAINED_U].shape[1] if key + TRAINED_U in bases else 0 for key in basis_k}
+        if now != basis_k:
+            raise GanMemoryError(f"task '{name}' cannot be stored: the bank's trained bases grew while it was "
+                                 "learned (another --lowrank task finished); learn it again")
+        factors = {n: m for n, m in G_ema.named_modules() if isinstance(m, LowRankDelta)}
+        small, added = {}, 0
+        for pname, p in G_ema.task_state_dict().items():
+            owner, _, leaf = pname.rpartition(".")
+            if owner in factors:
+                if leaf != "s":
+                    continue
+                key = owner.removesuffix("_lowrank")
+                f = factors[owner]
+                u_new, v_new, coeffs = fold_residual(f.u, f.v, f.s.detach(), f.r.detach(), lowrank.energy)
+                # float32 columns, as training used them; the stored prefix is kept bit for bit
+                for suffix, old, new in ((TRAINED_U, f.u, u_new), (TRAINED_V, f.v, v_new)):
+                    bases[key + suffix] = torch.cat([bases.get(key + suffix, old.float()), new.float()], 1)
+                added += u_new.numel() + v_new.numel()
+                small[key + SDIAG_SUFFIX] = coeffs.float()
+            else:
+                small[pname] = p.detach().clone()
+        full = meta["task_parameters"]
+        meta = {**meta, "lowrank": lowrank.to_dict(),
+                "compressed": {"mode": "lowrank-trained", "energy": lowrank.energy, "dtype": "float32",
+                               "parameters_before": full, "basis_parameters_added": added},
+                "task_parameters": stored_parameters(small) + added}
+        self._save_bases(bases, lowrank_last=name)
+        return write_task_file(self._task_path(name), prefixed("G", small), meta)
+
+
+def lowrank_regulariser(lowrank: LowRankConfig, coeffs: list[torch.Tensor]) -> Callable[[int], torch.Tensor | None]:
+    """The generator's extra loss under ``--lowrank``: the weighted singular-value penalty on
+    the trained coefficients ``coeffs``, on every ``penalty_every``-th step (docs/method.md, section 4)."""
+    def regulariser(it: int) -> torch.Tensor | None:
+        if lowrank.penalty == 0 or it % lowrank.penalty_every or not coeffs:
+            return None
+        return lowrank.penalty * sum(singular_value_penalty(s) for s in coeffs)
+    return regulariser
