@@ -23,6 +23,7 @@ from ganmemory.evaluate import Scorer, evaluate_task
 from ganmemory.images import save_grid
 from ganmemory.memory import MemoryBank
 from ganmemory.train import TrainConfig
+from ganmemory.train import precision
 
 
 def main() -> None:
@@ -36,8 +37,14 @@ def main() -> None:
     p.add_argument("--cfg", default="{}", help="TrainConfig fields as JSON, on top of the defaults")
     p.add_argument("--out", default="runs/recipe")
     p.add_argument("--results", default="runs/recipe/results.jsonl")
+    p.add_argument("--emulate-bf16", action="store_true",
+                   help="with cfg precision bf16: run it even where the processor would emulate bf16 (learn "
+                        "falls back to fp32 there). Emulated bf16 rounds as native bf16 does, so the score "
+                        "measures bf16's quality; its time says nothing about bf16's speed")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    if a.emulate_bf16:
+        precision.bf16_native = lambda _device: True
     root = Path(a.out) / a.name
     shutil.rmtree(root, ignore_errors=True)
     bank = MemoryBank.create(root)
@@ -48,6 +55,7 @@ def main() -> None:
     fd = evaluate_task(bank, "t", a.test, scorer=Scorer(a.test, bank.cfg.resolution, "fd-el0", a.n))["value"]
     save_grid(bank.sample("t", 64, seed=0), Path(a.out) / f"{a.name}.png", nrow=8, scale=2)
     res = {"name": a.name, "cfg": json.loads(a.cfg), "iters": a.iters, "train_s": round(train_s, 1),
+           "precision": bank.task_meta("t")["train"]["precision"], "processor": precision.cpu_name(),
            "fd_el0": round(fd, 2), "n": a.n, "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(res))
     Path(a.results).parent.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from ganmemory.errors import GanMemoryError
 from ganmemory.memory import MemoryBank
 from ganmemory.train import TrainConfig
 
@@ -42,3 +44,55 @@ def test_fid_without_inception_weights_says_how_to_get_them(tmp_path, scored_ban
                "--metric", "fid", "--n", "8")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "pt_inception-2015-12-05" in proc.stderr
+
+
+def test_scores_while_learning_record_seconds_data_and_a_grid_each(scored_bank, image_folder, tmp_path):
+    hist = scored_bank.task_meta("a")["metrics"]
+    seconds = [h["seconds"] for h in hist]
+    assert seconds[0] == 0 and seconds == sorted(seconds) and all(h["data"] == image_folder["a"] for h in hist)
+    grids = sorted(p.name for p in (scored_bank.root / "plots" / "a").iterdir())
+    assert grids == ["iter_0000000.png", "iter_0000002.png", "iter_0000003.png"]
+    from PIL import Image
+    last = np.asarray(Image.open(scored_bank.root / "plots" / "a" / "iter_0000003.png"))
+    from ganmemory.images import grid_image
+    want = np.asarray(grid_image(scored_bank.sample("a", 64, seed=0), nrow=8).resize(last.shape[1::-1],
+                                                                                      Image.NEAREST))
+    assert np.array_equal(last, want)  # the grid is the finished task's samples for seed 0
+    scored_bank.learn("b", image_folder["b"], TrainConfig(iters=2, batch_size=4, sample_every=0, ckpt_every=0),
+                      progress=False, log=lambda _m: None, eval_every=2, eval_n=8, eval_data=image_folder["c"])
+    assert {h["data"] for h in scored_bank.task_meta("b")["metrics"]} == {image_folder["c"]}
+    scored_bank.remove("a")
+    assert not (scored_bank.root / "plots" / "a").exists() and not (scored_bank.root / "plots" / "a.png").exists()
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    """A folder of two classes of 12 random 16 px images each."""
+    from PIL import Image
+    rng = np.random.default_rng(5)
+    for c in ("cat", "dog"):
+        (tmp_path / "pets" / c).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "pets" / c / f"{i}.png")
+    return str(tmp_path / "pets")
+
+
+def test_cas_trains_on_generated_images_of_each_class(tmp_path, tiny_source, labelled):
+    from ganmemory.evaluate import CASProtocol, classification_accuracy_score, real_data_accuracy
+    bank = MemoryBank.create(tmp_path / "bank", tiny_source)
+    bank.learn("pets", labelled, TrainConfig(iters=2, batch_size=4, conditional=True, sample_every=0, ckpt_every=0),
+               progress=False, log=lambda _m: None)
+    protocol = CASProtocol(per_class=4, steps=3, batch=4)
+    res = classification_accuracy_score(bank, "pets", labelled, protocol)
+    assert res["metric"] == "CAS" and 0 <= res["value"] <= 1 and res["n_test"] == 24
+    assert res == classification_accuracy_score(bank, "pets", labelled, protocol)  # a fixed protocol
+    ceiling = real_data_accuracy(labelled, labelled, 16, protocol)
+    assert ceiling["metric"] == "real-data accuracy" and 0 <= ceiling["value"] <= 1
+    with pytest.raises(GanMemoryError, match="fewer than 20 images of class 'cat'"):
+        real_data_accuracy(labelled, labelled, 16, CASProtocol(per_class=20))
+    bank.learn("plain", labelled, TrainConfig(iters=1, batch_size=4, sample_every=0, ckpt_every=0),
+               progress=False, log=lambda _m: None)
+    with pytest.raises(GanMemoryError, match="task 'plain' is not class-conditional"):
+        classification_accuracy_score(bank, "plain", labelled, protocol)
+    with pytest.raises(GanMemoryError, match="CAS option steps must be >= 1"):
+        CASProtocol(steps=0)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ganmemory.errors import GanMemoryError
-from ganmemory.lifelong import runner
+from ganmemory.lifelong import training
 from ganmemory.lifelong.config import LifelongConfig
 from ganmemory.lifelong.runner import run_lifelong
 from ganmemory.lifelong.strategies.base import Strategy
@@ -58,7 +58,7 @@ def test_no_two_draws_of_a_12_task_mergan_run_share_a_seed(tmp_path, tiny_source
     """Records every named draw a real 12-task mergan run makes, then checks their seeds are
     distinct within the run and across runs of seeds 1, 2 and 3 (the README's three seeds)."""
     draws = set()
-    own_seed, own_task_seed = Strategy._seed, runner.task_seed
+    own_seed, own_task_seed = Strategy._seed, training.task_seed
 
     def spy_seed(self, name, *keys, seed=None):
         draws.add((name, keys, "gan" if seed is not None else "run"))
@@ -69,7 +69,7 @@ def test_no_two_draws_of_a_12_task_mergan_run_share_a_seed(tmp_path, tiny_source
         return own_task_seed(cfg, index)
 
     monkeypatch.setattr(Strategy, "_seed", spy_seed)
-    monkeypatch.setattr(runner, "task_seed", spy_task)
+    monkeypatch.setattr(training, "task_seed", spy_task)
     tasks = parse_tasks("split:mnist:10;split:fashion-mnist:2", None)
     assert len(tasks) == 12
     cfg = LifelongConfig(iters=1, batch_size=4, replay_pool=4, resolution=16, seed=1)

@@ -26,10 +26,19 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .configs import check_types, config_from_dict
-
 from .errors import GanMemoryError
 
 U_SUFFIX, V_SUFFIX = ".lowrank_a", ".lowrank_b"
+# how a compressed task is stored (its metadata's "compressed.mode")
+PER_TASK, SHARED, TRAINED = "per-task", "shared", "lowrank-trained"
+MODES = (PER_TASK, SHARED, TRAINED)
+OVER_BANK_BASES = (SHARED, TRAINED)  # modes whose task needs its bank's bases.safetensors
+
+
+def is_modulation_matrix(name: str, t: torch.Tensor) -> bool:
+    """Whether a generator task tensor is a conv's gamma or beta matrix [Co, Ci], the only
+    tensors that low rank applies to (vectors are always kept whole)."""
+    return t.dim() == 2 and name.endswith((".gamma", ".beta"))
 
 
 def lowrank(m: torch.Tensor, energy: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +57,7 @@ def compress_state(state: dict[str, torch.Tensor], energy: float, dtype: torch.d
     """A generator task state (names -> tensors) in low-rank form, cast to ``dtype``."""
     out = {}
     for name, t in state.items():
-        if t.dim() == 2 and name.endswith((".gamma", ".beta")):
+        if is_modulation_matrix(name, t):
             a, b = lowrank(t.float(), energy)
             if a.numel() + b.numel() < t.numel():
                 out[name + U_SUFFIX], out[name + V_SUFFIX] = a.to(dtype), b.to(dtype)
@@ -143,7 +152,7 @@ def compress_shared(state: dict[str, torch.Tensor], bases: dict[str, torch.Tenso
     bases = dict(bases)
     out, added_params = {}, 0
     for name, t in state.items():
-        if not (t.dim() == 2 and name.endswith((".gamma", ".beta"))):
+        if not is_modulation_matrix(name, t):
             out[name] = t.to(dtype)
             continue
         m = t.double()

@@ -124,7 +124,7 @@ def classifier_accuracy(images: np.ndarray, labels: np.ndarray, test: ImageSet, 
     from .lifelong.classifier import Classifier
     from .lifelong.config import LifelongConfig
     from .lifelong.metrics import accuracy
-    from .lifelong.runner import train_task
+    from .lifelong.training import train_task
     from .lifelong.strategies.base import Strategy
 
     cfg = LifelongConfig(iters=protocol.steps, batch_size=protocol.batch, seed=protocol.seed,

@@ -12,6 +12,9 @@ On disk::
                                    ``--lowrank`` add; they only ever grow, so every task's column
                                    prefix stays valid
     BANK/work/NAME/                an unfinished ``learn``: checkpoint, log, samples
+    BANK/locks/NAME.lock           one writer per task name (``locks.py``)
+    BANK/plots/NAME.png            ``learn --eval-every``: the task's score against iterations,
+    BANK/plots/NAME/               and a sample grid beside every score
 
 Every file is written atomically, and a task file appears only when its training has ended,
 so an interrupted ``learn`` leaves every earlier task as it was.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from .source import Source
 from .store import read_meta
 from .train import GANTrainer, TrainConfig
 from .train.loop import fit, load_checkpoint, save_checkpoint
+from .train.precision import resolve
 
 
 def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: TrainConfig, *,
@@ -30,6 +32,8 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
     """
     dist = dist or DistContext(device=device)
     device = dist.device
+    train = replace(train, precision=resolve(train.precision, device, print if progress and dist.is_writer
+                                             else (lambda _: None)))
     train.check_divisible(dist.world_size)
     out = Path(out_dir)
     ckpt = out / "checkpoint.safetensors"

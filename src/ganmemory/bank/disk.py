@@ -15,7 +15,7 @@ from typing import Any, Self, Sequence
 import torch
 
 from ..atomic import atomic_write_bytes, atomic_write_json
-from ..compress import (expand_shared, expand_state, expand_trained)
+from ..compress import OVER_BANK_BASES, PER_TASK, SHARED, TRAINED, expand_shared, expand_state, expand_trained
 from ..errors import GanMemoryError
 from ..locks import TaskLock, locked
 from ..nets import PAPER_LAYOUT, Discriminator, Generator, TaskLayout
@@ -146,13 +146,13 @@ class BankDisk:
             raise GanMemoryError(f"task '{name}' ('{path}') is corrupted: a compressed task holds only "
                                  "generator tensors")
         try:
-            mode = compressed.get("mode", "per-task") if compressed else None
-            if mode == "shared":  # cores over the bank's bases
+            mode = compressed.get("mode", PER_TASK) if compressed else None
+            if mode == SHARED:  # cores over the bank's bases
                 tensors = prefixed("G", expand_shared(unprefixed("G", tensors), self.shared_bases()))
-            elif mode == "lowrank-trained":  # coefficients over the bank's trained bases
+            elif mode == TRAINED:  # coefficients over the bank's trained bases
                 starts = self.task_start(meta["n_classes"], task_layout(meta))
                 tensors = prefixed("G", expand_trained(unprefixed("G", tensors), self.shared_bases(), starts))
-            elif mode == "per-task":  # low-rank factors -> full matrices, transparently
+            elif mode == PER_TASK:  # low-rank factors -> full matrices, transparently
                 tensors = prefixed("G", expand_state(unprefixed("G", tensors)))
         except (KeyError, RuntimeError, IndexError, ValueError) as exc:
             raise GanMemoryError(f"task '{name}' ('{path}') is corrupted: its compressed tensors do not fit "
@@ -329,9 +329,10 @@ class BankDisk:
             for info in other.task_infos():
                 if info.error:
                     raise GanMemoryError(f"bank '{other.root}': {info.error}")
-                if info.meta.get("compressed", {}).get("mode") in ("shared", "lowrank-trained"):
+                if info.meta.get("compressed", {}).get("mode") in OVER_BANK_BASES:
                     raise GanMemoryError(f"task '{info.name}' of bank '{other.root}' is stored over that bank's "
-                                         "shared bases and cannot move to another bank; only tasks stored whole can be merged")
+                                         "shared bases and cannot move to another bank; only tasks stored whole "
+                                         "can be merged")
                 if info.name in names:
                     raise GanMemoryError(f"task '{info.name}' of bank '{other.root}' clashes with a task "
                                          f"of the same name; remove or rename one first")

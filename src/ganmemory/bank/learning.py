@@ -4,6 +4,7 @@ and writing the finished task."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..source import latents
 from ..store import read_meta
 from ..train import GANTrainer, TrainConfig
 from ..train.loop import fit, load_checkpoint
+from ..train.precision import resolve
 from .lowrank import LowRankStore, lowrank_regulariser
 
 
@@ -129,6 +131,7 @@ class Learning(LowRankStore):
     def _learn(self, name: str, data_spec: str, data: ImageSet, train: TrainConfig, *, resume: bool, overwrite: bool,
                progress: bool, log: Callable[[str], None], dist: DistContext, eval_every: int, eval_n: int,
                eval_metric: str, eval_data: str, lowrank: LowRankConfig | None) -> dict[str, Any]:
+        train = replace(train, precision=resolve(train.precision, dist.device, log))  # what runs is stored
         ckpt, train = self._check_start(name, data_spec, train, resume, overwrite, dist, lowrank)
         work = ckpt.parent
         if data.note and dist.is_writer:

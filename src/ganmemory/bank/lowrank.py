@@ -8,14 +8,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..compress import (SDIAG_SUFFIX, TRAINED_U, TRAINED_V, LowRankConfig, compress_shared, compress_state,
-                        fold_residual, stored_parameters)
+from ..compress import (PER_TASK, SDIAG_SUFFIX, SHARED, TRAINED, TRAINED_U, TRAINED_V, LowRankConfig,
+                        compress_shared, compress_state, fold_residual, stored_parameters)
 from ..errors import GanMemoryError
 from ..locks import BASES_LOCK, locked
 from ..nets import Generator
-from ..nets.modulated import LowRankDelta, ModulatedConv2d
+from ..nets.modulated import LowRankDelta, ModulatedConv2d, lowrank_key
 from ..store import load_artifact, prefixed, unprefixed
-from ..taskfile import (TASK_FORMAT, write_task_file)
+from ..taskfile import TASK_FORMAT, write_task_file
 from ..train.losses import singular_value_penalty
 from .disk import BankDisk
 
@@ -24,13 +24,17 @@ class LowRankStore(BankDisk):
     """Tasks stored in low-rank form, and the factorised generator a ``--lowrank`` learn trains."""
 
     def compress(self, names: Sequence[str] | None, energy: float, dtype: torch.dtype,
-                 out: "BankDisk | None" = None, shared: bool = False) -> list[dict[str, Any]]:
+                 out: "BankDisk | None" = None, shared: bool = False, eval_n: int = 0,
+                 log: Callable[[str], None] = print) -> list[dict[str, Any]]:
         """Store tasks in low-rank form (``compress.py``), into ``out`` (another bank over the
         same source) or, when ``out`` is None, in place. Returns one report row per task.
 
         ``shared``: the tasks, in the order given, grow bases shared by the target bank
         (BANK/bases.safetensors) and each keeps only its cores; a task's row counts the
         columns it added. Otherwise each matrix gets its own truncated SVD.
+
+        With ``eval_n`` > 0 each task is scored with FD-EL0 (``eval_n`` images against its own
+        training data) before and after; the rows then carry ``fd_el0_before`` and ``fd_el0_after``.
 
         Every task is checked and the target's locks are taken before anything is written."""
         if not 0 < energy <= 1:
@@ -47,12 +51,29 @@ class LowRankStore(BankDisk):
             if out is not None and target._task_path(name).exists():
                 raise GanMemoryError(f"task '{name}' already exists in bank '{target.root}'")
             loaded[name] = (tensors, meta)
+        scorers, before = self._scores(self, loaded, eval_n, {}, "before", log)
         n_g = self.generator_param_count()[1]
         rows = []
         with locked(target.root, names + ([BASES_LOCK] if shared else []), "compress"):
             for name, (tensors, meta) in loaded.items():
                 rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g))
+        _, after = self._scores(target, loaded, eval_n, scorers, "after", log)
+        for row in rows:
+            if eval_n:
+                row.update(fd_el0_before=before[row["task"]], fd_el0_after=after[row["task"]])
         return rows
+
+    def _scores(self, bank: BankDisk, loaded: dict[str, tuple], n: int, scorers: dict, when: str,
+                log: Callable[[str], None]) -> tuple[dict, dict[str, float]]:
+        """FD-EL0 of each task of ``bank`` against its training data (scorers reused by name)."""
+        from ..evaluate import Scorer, evaluate_task
+        scores = {}
+        for name, (_, meta) in loaded.items() if n else ():
+            log(f"scoring '{name}' {when} compression ({n} images)...")
+            if name not in scorers:
+                scorers[name] = Scorer(meta["data"], bank.cfg.resolution, "fd-el0", n)
+            scores[name] = evaluate_task(bank, name, meta["data"], scorer=scorers[name])["value"]
+        return scorers, scores
 
     def _compress_one(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], energy: float,
                       dtype: torch.dtype, target: BankDisk, shared: bool, n_g: int) -> dict[str, Any]:
@@ -64,7 +85,7 @@ class LowRankStore(BankDisk):
         else:
             small = compress_state(full, energy, dtype)
         new_meta = {k: v for k, v in meta.items() if k not in ("optimizer", "tensor_hash")}
-        new_meta.update({"compressed": {"mode": "shared" if shared else "per-task", "energy": energy,
+        new_meta.update({"compressed": {"mode": SHARED if shared else PER_TASK, "energy": energy,
                                         "dtype": str(dtype).replace("torch.", ""),
                                         "parameters_before": stored_parameters(full),
                                         "basis_parameters_added": added},
@@ -121,7 +142,7 @@ class LowRankStore(BankDisk):
             if owner in factors:
                 if leaf != "s":
                     continue
-                key = owner.removesuffix("_lowrank")
+                key = lowrank_key(owner)
                 f = factors[owner]
                 u_new, v_new, coeffs = fold_residual(f.u, f.v, f.s.detach(), f.r.detach(), lowrank.energy)
                 # float32 columns, as training used them; the stored prefix is kept bit for bit
@@ -133,7 +154,7 @@ class LowRankStore(BankDisk):
                 small[pname] = p.detach().clone()
         full = meta["task_parameters"]
         meta = {**meta, "lowrank": lowrank.to_dict(),
-                "compressed": {"mode": "lowrank-trained", "energy": lowrank.energy, "dtype": "float32",
+                "compressed": {"mode": TRAINED, "energy": lowrank.energy, "dtype": "float32",
                                "parameters_before": full, "basis_parameters_added": added},
                 "task_parameters": stored_parameters(small) + added}
         self._save_bases(bases, lowrank_last=name)

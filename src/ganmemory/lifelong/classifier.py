@@ -69,7 +69,7 @@ class Classifier(nn.Module):
             self.backbone = nn.Sequential(*layers)
             feature_dim = CNN_HIDDEN
         else:
-            from ..metrics.efficientnet_lite0 import load_efficientnet_lite0
+            from ..nets.efficientnet_lite0 import load_efficientnet_lite0
             net = load_efficientnet_lite0(resolution=224)
             del net._fc  # the ImageNet head is replaced by ``self.head``
             net.requires_grad_(self.finetune_backbone)

@@ -99,4 +99,5 @@ class LifelongConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LifelongConfig":
-        return config_from_dict(cls, d, "lifelong")
+        """A config as stored; runs saved before an option existed get the value they ran with."""
+        return config_from_dict(cls, with_added_options(d) if isinstance(d, dict) else d, "lifelong")

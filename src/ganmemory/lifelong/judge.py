@@ -24,6 +24,8 @@ import torch
 from ..seeds import derive_seed
 from .classifier import Classifier, to_input
 from .config import LifelongConfig
+from .strategies.base import Strategy
+from .training import train_task
 
 JUDGE_BATCH = 64  # real images per judge step
 
@@ -69,8 +71,6 @@ def train_judge(images: np.ndarray, labels: np.ndarray, n_classes: int, cfg: Lif
     The global random state is left as it was, so a run with a judge trains its classifier from
     the same random numbers as without one.
     """
-    from .runner import train_task  # the runner imports the strategies, which import this module
-    from .strategies.base import Strategy
 
     jcfg = dataclasses.replace(cfg, iters=cfg.judge_iters, batch_size=JUDGE_BATCH, classifier="cnn",
                                seed=derive_seed(cfg.seed, "judge", index, rule=cfg.seeds))

@@ -20,31 +20,22 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..atomic import atomic_write_bytes, atomic_write_json
 from ..errors import GanMemoryError
 from ..plots import plot_curves
-from ..seeds import derive_seed
 from ..store import load_artifact, prefixed, read_meta, save_artifact, unprefixed
-from ..train.trainer import BatchSchedule, step_generator
-from .classifier import Classifier, to_input
+from .classifier import Classifier
 from .config import LifelongConfig, with_added_options
 from .metrics import accuracy_row, average_accuracy, average_forgetting, pooled_accuracy
 from .strategies import Strategy, get_strategy
 from .tasks import ClassTask, load_task_data, n_classes
+from .training import train_task
 
 RESULTS_FORMAT = "ganmemory-lifelong-results"
 RESULTS_VERSION = 1
 CHECKPOINT = "classifier.safetensors"  # in OUT: the classifier after the last finished task
 CHECKPOINT_FORMAT = "ganmemory-lifelong-classifier"
-CHECK_EVERY = 50  # steps between loss checks (and progress-bar updates); each check syncs a GPU
-
-
-def task_seed(cfg: LifelongConfig, index: int) -> int:
-    """The seed of task ``index``'s batch order and per-step draws: a pure function of (seed, index)."""
-    return derive_seed(cfg.seed, "task", index, rule=cfg.seeds)
 
 
 def make_strategy(name: str, cfg: LifelongConfig, out: Path, log: Callable[[str], None],
@@ -58,69 +49,6 @@ def make_strategy(name: str, cfg: LifelongConfig, out: Path, log: Callable[[str]
         raise GanMemoryError(f"strategy '{name}' does not take the option(s) {', '.join(sorted(kwargs))} "
                              f"({exc})") from None
     return cls(cfg, out, log, **kwargs)
-
-
-def train_task(model: Classifier, images: np.ndarray, labels: np.ndarray, strategy: Strategy,
-               cfg: LifelongConfig, index: int, desc: str, progress: bool) -> float:
-    """``cfg.iters`` Adam steps on one task; returns the last checked loss.
-
-    A new Adam (lr ``cfg.lr``, betas (beta1, beta2)) is created for every task, as van de Ven et
-    al. do: moment estimates from the previous task's loss would push the first steps of the new
-    task in stale directions. Each batch is ``strategy.real_per_batch(cfg.batch_size)`` real
-    images (all ``cfg.batch_size`` but for the generative strategies; none at ``replay_current``
-    1), taken in epochs of seeded permutations of (``images``, ``labels``), plus
-    ``strategy.replay(cfg.batch_size, gen)``; the loss is the mean cross-entropy over the whole
-    batch (all C outputs) plus ``strategy.penalty(model)``.
-    """
-    device = next(model.parameters()).device
-    x_all = torch.from_numpy(np.ascontiguousarray(images))  # uint8 [N, R, R, 3]
-    y_all = torch.from_numpy(np.ascontiguousarray(labels)).long()  # [N]
-    if x_all.ndim != 4 or x_all.shape[1:] != (cfg.resolution, cfg.resolution, 3) or len(y_all) != len(x_all):
-        raise GanMemoryError(f"task {index + 1}: training data must be uint8 [N, {cfg.resolution}, "
-                             f"{cfg.resolution}, 3] with N labels, got images {tuple(x_all.shape)} "
-                             f"and labels {tuple(y_all.shape)}")
-    seed = task_seed(cfg, index)
-    n_real = strategy.real_per_batch(cfg.batch_size)
-    if not 0 <= n_real <= cfg.batch_size:
-        raise GanMemoryError(f"strategy '{strategy.name}' asked for {n_real} real images per batch of "
-                             f"{cfg.batch_size}; it must be 0 to {cfg.batch_size}")
-    schedule = BatchSchedule(len(x_all), n_real, seed, cfg.seeds) if n_real else None  # 0: the batch is all replay
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    model.train()
-    last = math.nan
-    bar = tqdm(range(cfg.iters), desc=desc, unit="it", disable=not progress, leave=False)
-    for it in bar:
-        xs: list[torch.Tensor] = []
-        ys: list[torch.Tensor] = []
-        if schedule is not None:
-            idx = schedule.indices(it)
-            xs.append(to_input(x_all[idx]).to(device))  # [B, 3, R, R]
-            ys.append(y_all[idx].to(device))  # [B]
-        extra = strategy.replay(cfg.batch_size, step_generator(seed, it, cfg.seeds))
-        if extra is not None:  # M = batch_size per earlier task (+ generated current-task images)
-            xs.append(extra[0].to(device, torch.float32))  # [M, 3, R, R]
-            ys.append(extra[1].to(device, torch.long))  # [M]
-        if not xs:
-            raise GanMemoryError(f"task {index + 1}: strategy '{strategy.name}' asked for no real images "
-                                 "and replayed none, so the batch is empty")
-        x, y = torch.cat(xs), torch.cat(ys)  # [B + M, 3, R, R], [B + M]
-        logits = model(x)  # [B + M, C]
-        loss = F.cross_entropy(logits, y)
-        penalty = strategy.penalty(model)
-        if penalty is not None:
-            loss = loss + penalty
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if it % CHECK_EVERY == 0 or it == cfg.iters - 1:
-            last = loss.item()
-            if not math.isfinite(last):
-                raise GanMemoryError(f"task {index + 1}: the loss is {last} at step {it}; "
-                                     "try a smaller --lr (or --ewc-lambda for ewc)")
-            bar.set_postfix(loss=f"{last:.3f}", batch=len(y))
-    bar.close()
-    return last
 
 
 def _table(results: dict) -> str:
@@ -210,6 +138,33 @@ def _check_same_run(out: Path, meta: dict[str, Any], strategy: Strategy, expect:
                              f"not {json.dumps(want)}")
 
 
+def _new_results(strategy_name: str, cfg: LifelongConfig, tasks: list[ClassTask], model: Classifier
+                 ) -> dict[str, Any]:
+    """The results of a run before its first task (``run_lifelong`` lists the keys)."""
+    return {
+        "format": RESULTS_FORMAT, "version": RESULTS_VERSION, "strategy": strategy_name,
+        "config": cfg.to_dict(), "tasks": [t.to_dict() for t in tasks], "n_classes": n_classes(tasks),
+        "classifier": {**model.config(), "parameters": model.n_parameters(),
+                       "trainable_parameters": model.n_parameters(trainable_only=True)},
+        "accuracy_matrix": [], "average_accuracy": [], "seen_class_accuracy": [],
+        "final_average_accuracy": None, "final_seen_class_accuracy": None, "average_forgetting": None,
+        "seconds_per_task": [], "seconds_total": 0.0, "last_loss": [], "complete": False,
+        "strategy_summary": {},
+    }
+
+
+def _record(results: dict[str, Any], row: list[float], loss: float, sizes: list[int]) -> None:
+    """Add a finished task's accuracy ``row`` (on every task seen; ``sizes``: their test images)."""
+    results["accuracy_matrix"].append(row)
+    results["average_accuracy"].append(average_accuracy(row))
+    results["seen_class_accuracy"].append(pooled_accuracy(row, sizes))
+    results["last_loss"].append(loss)
+    forgetting = average_forgetting(results["accuracy_matrix"])
+    results["average_forgetting"] = None if math.isnan(forgetting) else forgetting
+    results["final_average_accuracy"] = results["average_accuracy"][-1]
+    results["final_seen_class_accuracy"] = results["seen_class_accuracy"][-1]
+
+
 def run_lifelong(tasks: list[ClassTask], strategy_name: str, cfg: LifelongConfig, out: str | Path,
                  progress: bool = True, log: Callable[[str], None] = print,
                  strategy_kwargs: dict[str, Any] | None = None, device: str | torch.device = "cpu",
@@ -251,16 +206,7 @@ def run_lifelong(tasks: list[ClassTask], strategy_name: str, cfg: LifelongConfig
                                      "config": cfg.to_dict(), "strategy options": strategy.options()})
     torch.manual_seed(cfg.seed)
     model = Classifier(n_classes(tasks), cfg.classifier, cfg.resolution).to(device)
-    results: dict[str, Any] = {
-        "format": RESULTS_FORMAT, "version": RESULTS_VERSION, "strategy": strategy_name,
-        "config": cfg.to_dict(), "tasks": [t.to_dict() for t in tasks], "n_classes": n_classes(tasks),
-        "classifier": {**model.config(), "parameters": model.n_parameters(),
-                       "trainable_parameters": model.n_parameters(trainable_only=True)},
-        "accuracy_matrix": [], "average_accuracy": [], "seen_class_accuracy": [],
-        "final_average_accuracy": None, "final_seen_class_accuracy": None, "average_forgetting": None,
-        "seconds_per_task": [], "seconds_total": 0.0, "last_loss": [], "complete": False,
-        "strategy_summary": {},
-    }
+    results = _new_results(strategy_name, cfg, tasks, model)
     test_sets: list[tuple[np.ndarray, np.ndarray]] = []  # (uint8 [M, R, R, 3], int64 [M]) per seen task
     start = 0
     if saved is not None:
@@ -283,14 +229,7 @@ def run_lifelong(tasks: list[ClassTask], strategy_name: str, cfg: LifelongConfig
                           f"task {index + 1}/{len(tasks)} {task.name} [{strategy_name}]", progress)
 
         row = accuracy_row(model, test_sets)
-        results["accuracy_matrix"].append(row)
-        results["average_accuracy"].append(average_accuracy(row))
-        results["seen_class_accuracy"].append(pooled_accuracy(row, [len(y) for _, y in test_sets]))
-        results["last_loss"].append(loss)
-        forgetting = average_forgetting(results["accuracy_matrix"])
-        results["average_forgetting"] = None if math.isnan(forgetting) else forgetting
-        results["final_average_accuracy"] = results["average_accuracy"][-1]
-        results["final_seen_class_accuracy"] = results["seen_class_accuracy"][-1]
+        _record(results, row, loss, [len(y) for _, y in test_sets])
         results["seconds_total"] = time.perf_counter() - t_start
         write_outputs(out, results)  # before after_task, which may train a GAN for hours
         log(f"task {index + 1}/{len(tasks)} {task.name} [{strategy_name}]: accuracy on seen classes "

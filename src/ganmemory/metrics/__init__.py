@@ -10,7 +10,7 @@ Every number shown is named after its feature network (the constants ``FD_EL0``,
 ``FID``); FD-EL0 and KID-EL0 are not comparable with published FID/KID.
 """
 
-from .efficientnet_lite0 import EfficientNetLite0, load_efficientnet_lite0
+from ..nets.efficientnet_lite0 import EfficientNetLite0, load_efficientnet_lite0
 from .features import (EXTRACTORS, FD_EL0, FID, KID_EL0, METRICS, Metric, RealStatistics, build_extractor,
                        extract_features, real_statistics)
 from .frechet import frechet_distance, statistics

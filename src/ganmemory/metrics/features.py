@@ -23,7 +23,7 @@ from ..errors import GanMemoryError
 from ..store import load_artifact, save_artifact
 from .frechet import statistics
 from .inception import INCEPTION_WEIGHTS_FILE, load_fid_inception
-from .efficientnet_lite0 import load_efficientnet_lite0
+from ..nets.efficientnet_lite0 import load_efficientnet_lite0
 
 # Result keys: each names its feature network.
 FD_EL0 = "FD-EL0"  # Fréchet distance on EfficientNet-Lite0 features (not comparable with FID)

@@ -41,6 +41,14 @@ def _normalise(w: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, to
     return (w - mu) / sigma, mu, sigma
 
 
+LOWRANK_SUFFIX = "_lowrank"  # a factorised gamma / beta lives in the submodule NAME + this
+
+
+def lowrank_key(owner: str) -> str:
+    """The matrix a factorised submodule trains: "block.conv_0.gamma_lowrank" -> "block.conv_0.gamma"."""
+    return owner.removesuffix(LOWRANK_SUFFIX)
+
+
 class LowRankDelta(nn.Module):
     """A task matrix trained in accumulated bases (docs/method.md, section 4, ``learn --lowrank``)::
 
@@ -99,10 +107,10 @@ class ModulatedConv2d(nn.Module):
     def factorise(self, name: str, u: torch.Tensor, v: torch.Tensor, s0: torch.Tensor) -> None:
         """Train ``name`` ("gamma" or "beta") as its current value + U diag(s) V^T + R; the
         whole matrix stops being a task parameter (call the network's ``freeze_source``)."""
-        setattr(self, f"{name}_lowrank", LowRankDelta(getattr(self, name).detach(), u, v, s0))
+        setattr(self, name + LOWRANK_SUFFIX, LowRankDelta(getattr(self, name).detach(), u, v, s0))
 
     def factors(self, name: str) -> LowRankDelta | None:
-        return getattr(self, f"{name}_lowrank", None)
+        return getattr(self, name + LOWRANK_SUFFIX, None)
 
     def matrix(self, name: str) -> torch.Tensor:
         f = self.factors(name)

@@ -8,13 +8,14 @@ from ..configs import check_seed, check_types, config_from_dict, option_name
 from ..errors import GanMemoryError
 from ..nets.config import PAPER_LAYOUT, TaskLayout
 from ..seeds import RULES
+from .precision import PRECISIONS
 
 MAX_BATCH = 65_536  # far beyond any memory here; a larger batch is a typo
 FLAGS = {"batch_size": "--batch", "lr_g": "--lr", "lr_d": "--lr", "r1_gamma": "--r1"}  # fields the CLI names otherwise
 
 
 # options newer than the first stored tasks and checkpoints, with the values those ran with
-ADDED_LATER = {"ema_rampup": 0.0, "layout": PAPER_LAYOUT.to_dict(), "seeds": "legacy"}
+ADDED_LATER = {"ema_rampup": 0.0, "layout": PAPER_LAYOUT.to_dict(), "seeds": "legacy", "precision": "fp32"}
 
 
 def with_added_options(stored: dict) -> dict:
@@ -47,6 +48,7 @@ class TrainConfig:
     ema_rampup: float = 0.05
     seed: int = 0  # seeds the batch order and every random draw, step by step
     seeds: str = "sha256"  # how each draw's seed derives from ``seed`` (ganmemory.seeds)
+    precision: str = "fp32"  # "bf16": autocast where the hardware has bf16 (train/precision.py)
     flip: bool = True  # random horizontal flips of real images
     conditional: bool = False  # feed the data's class labels to G and D
     log_every: int = 100  # JSON-lines log record every N steps
@@ -77,6 +79,8 @@ class TrainConfig:
         if self.batch_size > MAX_BATCH:
             raise GanMemoryError(f"option --batch must be at most {MAX_BATCH:,}, got {self.batch_size:,}")
         check_seed(self.seed)
+        if self.precision not in PRECISIONS:
+            raise GanMemoryError(f"option --precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         if self.seeds not in RULES:
             raise GanMemoryError(f"unknown seed rule '{self.seeds}': use {' or '.join(RULES)}")
 

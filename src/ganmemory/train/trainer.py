@@ -22,6 +22,7 @@ from ..store import optimizer_from_tensors, optimizer_to_tensors, prefixed, unpr
 from .config import TrainConfig
 from .ema import ema_beta_at, ema_update
 from .losses import d_loss_nonsaturating, g_loss_nonsaturating, r1_penalty
+from .precision import autocast
 
 
 class BatchSchedule:
@@ -65,6 +66,10 @@ class GANTrainer:
     loops over tensors. Both compute the same maths; results agree to float rounding
     (tested), so the choice is not stored with a task.
 
+    ``cfg.precision == "bf16"`` runs the forward passes of G and D under bf16 autocast
+    (``precision.py``); the logits are cast back to float32 before the losses and R1, and the
+    parameters, Adam's state and the EMA stay float32.
+
     ``g_regulariser(iteration)`` may add a term to the generator's loss (or return None):
     ``learn --lowrank`` adds its singular-value penalty on every 10th step this way.
     """
@@ -91,6 +96,9 @@ class GANTrainer:
     def _once(self, net: nn.Module) -> ContextManager[None]:
         return kernels_built_once(net) if self.fast else nullcontext()
 
+    def _autocast(self) -> ContextManager[None]:
+        return autocast(self.cfg.precision, self.device)
+
     def _z(self, n: int, gen: torch.Generator) -> torch.Tensor:
         return torch.randn(n, self.G.cfg.z_dim, generator=gen).to(self.device)  # [N, z_dim]
 
@@ -104,10 +112,11 @@ class GANTrainer:
         use_r1 = self.cfg.r1_gamma > 0 and self.iteration % self.cfg.r1_every == 0
         real = real.detach().requires_grad_(use_r1)
         with self._once(self.D):
-            real_logits = self.D(real, y)
-            with torch.no_grad():
-                fake = self.G(z, y_fake)
-            fake_logits = self.D(fake, y_fake)
+            with self._autocast():  # the losses and R1 read float32 logits
+                real_logits = self.D(real, y).float()
+                with torch.no_grad():
+                    fake = self.G(z, y_fake)
+                fake_logits = self.D(fake, y_fake).float()
             loss_real, loss_fake = d_loss_nonsaturating(real_logits, fake_logits)
             loss = loss_real + loss_fake
             r1 = torch.zeros(())
@@ -127,7 +136,9 @@ class GANTrainer:
             p.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
         with self._once(self.D):
-            loss = g_loss_nonsaturating(self.D(self.G(z, y), y))
+            with self._autocast():
+                logits = self.D(self.G(z, y), y).float()
+            loss = g_loss_nonsaturating(logits)
             extra = self.g_regulariser(self.iteration) if self.g_regulariser is not None else None
             (loss if extra is None else loss + extra).backward()
         average_gradients(self.g_params, self.dist.world_size)

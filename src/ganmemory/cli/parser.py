@@ -1,18 +1,13 @@
-"""The ``ganmemory`` command line: parses and validates options, then calls the library.
-
-Every user error ends in one line on stderr naming the file, option or task at fault, and
-exit status 2; no traceback.
-"""
+"""The ``ganmemory`` argument tables: one sub-parser per command, option types that refuse bad
+values while parsing, and the helpers that turn parsed options into typed configs."""
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
-from .errors import GanMemoryError
+
 
 EPILOG_MAIN = """\
 examples:
@@ -64,7 +59,7 @@ def _nonnegative(text: str) -> int:
 
 
 def _seed(text: str) -> int:
-    from .configs import MAX_SEED
+    from ..configs import MAX_SEED
     return _whole(text, 0, MAX_SEED)
 
 
@@ -103,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Lifelong generative memory: GAN Memory with No Forgetting "
                                             "(Cong et al., NeurIPS 2020).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from .data.builtin import BUILTINS
-    from .metrics import METRICS
+    from ..data.builtin import BUILTINS
+    from ..metrics import METRICS
 
     # data
     d = _add(sub, "data", "list or fetch the built-in offline datasets",
@@ -167,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--eval-data", metavar="SPEC", help="score against this data (default: the training data), "
                     "e.g. mnist@test")
     ln.add_argument("--lowrank", action="store_true", help="train in the bank's accumulated low-rank bases")
-    from .compress import LowRankConfig
+    from ..compress import LowRankConfig
     low = LowRankConfig()
     ln.add_argument("--lowrank-energy", type=_finite, metavar="E",
                     help=f"with --lowrank: each matrix keeps this fraction of its squared change when stored "
@@ -244,9 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--eval-n", type=_nonnegative, default=1000, metavar="N",
                     help="images per FD-EL0 score of each task before and after learning (0: no scores)")
 
-    from .lifelong.config import LifelongConfig
-    from .lifelong.strategies import STRATEGIES
-    from .lifelong.tasks import BENCHMARKS
+    from ..lifelong.config import LifelongConfig
+    from ..lifelong.strategies import STRATEGIES
+    from ..lifelong.tasks import BENCHMARKS
     lf = _add(sub, "lifelong", "class-incremental classification, task after task, with a replay strategy",
               "examples:\n  ganmemory lifelong --benchmark split-mnist --strategy gan-memory --out runs/ll-gm\n"
               "  ganmemory lifelong --benchmark split-mnist --strategy ewc --ewc-lambda 1e4 --out runs/ll-ewc\n"
@@ -267,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--device", default="cpu", help="torch device of the classifier and the GANs, e.g. cuda")
     lf.add_argument("--resume", action="store_true",
                     help="continue the unfinished run in OUT after its last finished task (same options)")
-    from .lifelong.config import CLASSIFIERS
+    from ..lifelong.config import CLASSIFIERS
     lc = LifelongConfig()
     g = lf.add_argument_group("classifier")
     g.add_argument("--iters", type=_positive, default=lc.iters, help="classifier steps per task")
@@ -306,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_net_args(p: argparse.ArgumentParser) -> None:
-    from .nets import NetConfig
+    from ..nets import NetConfig
     c = NetConfig()
     g = p.add_argument_group("network")
     g.add_argument("--resolution", type=_positive, default=c.resolution, help="image side, a power of two >= 16")
@@ -319,8 +314,8 @@ def _add_net_args(p: argparse.ArgumentParser) -> None:
 def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None, preset: str = "tuned",
                     layout: bool = False) -> None:
     """Training options. Those a preset sets default to None here and are filled from --preset."""
-    from .train import TrainConfig
-    from .train.config import PRESETS
+    from ..train import TrainConfig
+    from ..train.config import PRESETS
     c = TrainConfig.preset(preset)
     g = p.add_argument_group("training")
     g.add_argument("--preset", choices=tuple(PRESETS), default=preset,
@@ -341,12 +336,16 @@ def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None, preset
                                                       f"RAMPUP * t); 0: none (default: from the preset; "
                                                       f"{preset}: {c.ema_rampup:g})")
     g.add_argument("--seed", type=_seed, default=c.seed, help="seed of the weights, batch order and noise")
+    from ..train.precision import PRECISIONS
+    g.add_argument("--precision", choices=PRECISIONS, default=c.precision,
+                   help="bf16: autocast the networks in bfloat16 where the processor has it natively "
+                        "(AVX-512 BF16, AMX, or a recent GPU), else fp32 with a note; stored with the result")
     g.add_argument("--log-every", type=_positive, default=c.log_every, help="JSON-lines log record every N steps")
     g.add_argument("--sample-every", type=_nonnegative, default=c.sample_every, help="sample grid every N steps (0: never)")
     g.add_argument("--ckpt-every", type=_nonnegative, default=c.ckpt_every, help="checkpoint every N steps (0: at the end)")
     if layout:
         from dataclasses import fields
-        from .nets import TaskLayout
+        from ..nets import TaskLayout
         parts = [f.name.replace("_", "-") for f in fields(TaskLayout)]  # its fields, as the CLI spells them
         g.add_argument("--own", action="append", choices=parts, metavar="PART",
                        help=f"the task also owns PART (repeatable): {', '.join(parts)} (default: the paper's "
@@ -354,207 +353,28 @@ def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None, preset
 
 
 def _net_cfg(a: argparse.Namespace, **extra):
-    from .nets import NetConfig
+    from ..nets import NetConfig
     return NetConfig(resolution=a.resolution, nf=a.nf, z_dim=a.z_dim, output=a.output, **extra)
 
 
 def _train_cfg(a: argparse.Namespace, **extra):
-    from .train import TrainConfig
+    from ..train import TrainConfig
     given = {"batch_size": a.batch, "lr_g": a.lr, "lr_d": a.lr, "r1_gamma": a.r1, "r1_every": a.r1_every,
              "ema_beta": a.ema_beta, "ema_rampup": a.ema_rampup}
     options = {k: v for k, v in given.items() if v is not None}
     if getattr(a, "own", None):
-        from .nets import TaskLayout
+        from ..nets import TaskLayout
         options["layout"] = TaskLayout(**{part.replace("-", "_"): True for part in a.own})
-    return TrainConfig.preset(a.preset, iters=a.iters, seed=a.seed, log_every=a.log_every,
+    return TrainConfig.preset(a.preset, iters=a.iters, seed=a.seed, precision=a.precision, log_every=a.log_every,
                               sample_every=a.sample_every, ckpt_every=a.ckpt_every, **options, **extra)
-
-
-# ------------------------------------------------------------------------------ commands
-
-
-def cmd_data(a: argparse.Namespace) -> int:
-    from .data import BUILTINS, fetch, locate
-    from .data.builtin import cache_root
-    if a.data_command == "list":
-        print(f"cache: {cache_root()}")
-        print(f"{'name':<14} {'fetched':<8} {'package':<34} where / what")
-        for name, b in BUILTINS.items():
-            where = locate(name)
-            pkg = f"{b.source}:{b.package}"
-            print(f"{name:<14} {'yes' if where else 'no':<8} {pkg:<34} {where or b.description}")
-        return 0
-    for name in a.names:
-        print(f"{name}: {fetch(name)}")
-    return 0
-
-
-def cmd_pretrain(a: argparse.Namespace) -> int:
-    import torch
-    from .distributed import setup
-    from .pretrain import pretrain
-    ctx = setup(a.device)
-    res = pretrain(a.data, a.out, _net_cfg(a), _train_cfg(a), resume=a.resume,
-                   source_dtype=torch.float16 if a.fp16 else torch.float32, dedupe=a.dedupe, dist=ctx)
-    if not ctx.is_writer:
-        return 0
-    print(f"source written to {res['source']} (hash {res['hash']}, {res['iterations']} iterations, "
-          f"{res['wall_seconds'] / 60:.1f} min)")
-    return 0
-
-
-def cmd_init(a: argparse.Namespace) -> int:
-    from .memory import MemoryBank
-    bank = MemoryBank.create(a.out, a.source)
-    print(f"created bank {bank.root} over source {bank.source.file_hash} ({bank.cfg.resolution} px)")
-    return 0
-
-
-def cmd_learn(a: argparse.Namespace) -> int:
-    from .memory import MemoryBank
-    from .distributed import setup
-    from .compress import LowRankConfig
-    options = {k: v for k, v in (("energy", a.lowrank_energy), ("init", a.lowrank_init)) if v is not None}
-    if options and not a.lowrank:
-        raise GanMemoryError("--lowrank-energy and --lowrank-init need --lowrank")
-    lowrank = LowRankConfig(**options) if a.lowrank else None
-    ctx = setup(a.device)
-    bank = MemoryBank(a.memory)
-    meta = bank.learn(a.task, a.data, _train_cfg(a, conditional=a.conditional, flip=not a.no_flip), resume=a.resume,
-                      overwrite=a.overwrite, progress=ctx.is_writer, log=print if ctx.is_writer else (lambda _msg: None),
-                      dist=ctx, eval_every=a.eval_every, eval_n=a.eval_n, eval_metric=a.eval_metric,
-                      eval_data=a.eval_data, lowrank=lowrank)
-    if not ctx.is_writer:
-        return 0
-    print(f"learned task '{a.task}' ({meta['iterations']} iterations, {meta['seconds'] / 60:.1f} min, "
-          f"{meta['task_parameters']:,} parameters)")
-    return 0
-
-
-def cmd_evaluate(a: argparse.Namespace) -> int:
-    from .atomic import atomic_write_json
-    from .evaluate import evaluate_task
-    from .memory import MemoryBank
-    res = evaluate_task(MemoryBank(a.memory), a.task, a.data, a.metric, a.n, a.seed, a.inception_weights)
-    extra = f" +- {res['std']:.4f}" if "std" in res else ""
-    print(f"task '{a.task}' vs '{a.data}': {res['metric']} = {res['value']:.4f}{extra} "
-          f"({res['n_generated']} generated, {res['n_real']} real; features: {res['feature_network']})")
-    if a.json:
-        atomic_write_json(a.json, res)
-    return 0
-
-
-def cmd_list(a: argparse.Namespace) -> int:
-    from .memory import MemoryBank
-    bank = MemoryBank(a.memory)
-    n_task, n_g = bank.generator_param_count()
-    print(f"bank {bank.root}: source {bank.source.file_hash}, {bank.cfg.resolution} px, nf {bank.cfg.nf}, "
-          f"generator {n_g:,} parameters; each task trains {n_task:,} of them ({100 * n_task / n_g:.1f} % of G)")
-    head = f"{'task':<20} {'data':<28} {'iters':>7} {'parameters':>11} {'% of G':>7} {'bytes':>11}  kind"
-    print(head)
-    print("-" * len(head))
-    damaged = 0
-    for t in bank.task_infos():
-        if t.error:
-            print(f"{t.name:<20} DAMAGED: {t.error}")
-            damaged += 1
-            continue
-        m = t.meta
-        n = m.get("task_parameters", n_task)
-        kind = [f"conditional, {m['n_classes']} classes"] if m.get("n_classes") else []
-        if m.get("compressed"):
-            kind.append(f"compressed ({m['compressed'].get('mode', 'per-task')}, energy {m['compressed']['energy']})")
-        print(f"{t.name:<20} {m.get('data', '?'):<28.28} {m.get('iterations', 0):>7} {n:>11,} "
-              f"{100 * n / n_g:>6.1f}% {t.bytes:>11,}  {'; '.join(kind) or 'unconditional'}")
-    removed, kept = bank.clean_leftovers()
-    for item in removed:
-        print(f"removed {item.path}: left by an interrupted save of task '{item.task}'")
-    for item in kept:
-        print(f"unfinished learn of task '{item.task}' in {item.path}: continue it with 'learn --resume', "
-              f"or clear it with 'remove --task {item.task}'" if item.kind == "unfinished" else
-              f"{item.path}: a save of task '{item.task}' is under way in another process")
-    if damaged:
-        print(f"{damaged} damaged task(s): the others are intact; remove a damaged one with "
-              "'ganmemory remove --task NAME'", file=sys.stderr)
-    return 1 if damaged else 0
-
-
-def cmd_interpolate(a: argparse.Namespace) -> int:
-    from .images import save_grid
-    from .memory import MemoryBank
-    bank = MemoryBank(a.memory)
-    x = bank.interpolate(a.task_a, a.task_b, steps=a.steps, n=a.n, seed=a.seed, mode=a.mode)
-    save_grid(x, a.out, nrow=a.steps, scale=2)
-    print(f"wrote {a.n} x {a.steps} interpolation ({a.mode}) from '{a.task_a}' to '{a.task_b}' to {a.out}")
-    return 0
-
-
-def cmd_compress(a: argparse.Namespace) -> int:
-    import torch
-    from .evaluate import evaluate_task
-    from .memory import MemoryBank
-    bank = MemoryBank(a.memory)
-    names = a.task or bank.tasks()
-    for name in names:
-        bank.task_meta(name)  # unknown tasks fail here, before anything is written
-    scores, scorers = {}, {}
-    if not a.no_eval:
-        from .evaluate import Scorer
-        for name in names:
-            print(f"scoring '{name}' before compression ({a.eval_n} images)...", flush=True)
-            spec = bank.task_meta(name)["data"]
-            scorers[name] = Scorer(spec, bank.cfg.resolution, "fd-el0", a.eval_n)
-            scores[name] = evaluate_task(bank, name, spec, scorer=scorers[name])["value"]
-    out = MemoryBank.create(a.out, bank.root / "source.safetensors") if a.out else None
-    rows = bank.compress(names, a.energy, torch.float16 if a.dtype == "fp16" else torch.float32, out, a.shared)
-    target = out or bank
-    after = {}
-    if not a.no_eval:
-        for r in rows:
-            print(f"scoring '{r['task']}' after compression...", flush=True)
-            after[r["task"]] = evaluate_task(target, r["task"], target.task_meta(r["task"])["data"],
-                                             scorer=scorers[r["task"]])["value"]
-    print(f"{'task':<20} {'parameters':>21} {'% of G':>15} {'bytes':>23} {'FD-EL0':>17}")
-    for r in rows:
-        g = r["generator_parameters"]
-        fd = f"{scores[r['task']]:.2f} -> {after[r['task']]:.2f}" if after else "-"
-        print(f"{r['task']:<20} {r['parameters_before']:>9,} -> {r['parameters_after']:>9,} "
-              f"{100 * r['parameters_before'] / g:>5.1f} -> {100 * r['parameters_after'] / g:>5.1f}% "
-              f"{r['bytes_before']:>10,} -> {r['bytes_after']:>10,} {fd:>17}")
-    if a.shared:
-        print(f"shared bases: {(target.root / 'bases.safetensors').stat().st_size:,} bytes in "
-              f"{target.root / 'bases.safetensors'}; each task's parameters count the columns it added")
-    print(f"energy {a.energy}, {a.dtype}; FD-EL0 on {a.eval_n} EfficientNet-Lite0 features (not FID); "
-          f"tasks written to {target.root}")
-    return 0
-
-
-def cmd_remove(a: argparse.Namespace) -> int:
-    from .memory import MemoryBank
-    removed = MemoryBank(a.memory).remove(a.task)
-    print(f"removed task '{a.task}': {', '.join(removed)}")
-    return 0
-
-
-def cmd_merge(a: argparse.Namespace) -> int:
-    from .memory import MemoryBank
-    added = MemoryBank(a.memory).merge(a.others)
-    print(f"merged {len(added)} task(s): {', '.join(added) or 'none'}")
-    return 0
-
-
-def cmd_demo(a: argparse.Namespace) -> int:
-    from .demo import run_demo
-    report = run_demo(a.out, iters=a.iters, source=a.source, seed=a.seed, eval_n=a.eval_n)
-    return 0 if report["all_unchanged"] else 1
 
 
 def _strategy_fields() -> dict[str, tuple[Any, list[str]]]:
     """Every strategy's own option fields (``lifelong.strategies``: ``config_fields`` and
     ``Options``), in registry order: field name -> (its dataclass field, the strategies it is for)."""
     from dataclasses import fields
-    from .lifelong.config import LifelongConfig
-    from .lifelong.strategies import STRATEGIES, get_strategy
+    from ..lifelong.config import LifelongConfig
+    from ..lifelong.strategies import STRATEGIES, get_strategy
     config = {f.name: f for f in fields(LifelongConfig)}
     out: dict[str, tuple[Any, list[str]]] = {}
     for name in STRATEGIES:
@@ -567,7 +387,7 @@ def _strategy_fields() -> dict[str, tuple[Any, list[str]]]:
 def _strategy_flags(group: argparse._ArgumentGroup) -> None:
     """One flag per strategy option field, its help from the field's metadata. The default is
     None, so that ``cmd_lifelong`` can tell a flag given for another strategy."""
-    from .configs import option_name
+    from ..configs import option_name
     for name, (f, owners) in _strategy_fields().items():
         kind = type(f.default)
         parse = {int: _positive, float: _finite}.get(kind, str)
@@ -575,99 +395,3 @@ def _strategy_flags(group: argparse._ArgumentGroup) -> None:
         group.add_argument(option_name(name), dest=name, type=parse, metavar=f.metadata.get("metavar", "N"),
                            help=f"{', '.join(owners)}: {f.metadata.get('help', '')}{default}")
 
-
-def cmd_lifelong(a: argparse.Namespace) -> int:
-    from dataclasses import fields
-    from .configs import option_name
-    from .lifelong.config import LifelongConfig
-    from .lifelong.runner import run_lifelong
-    from .lifelong.strategies import get_strategy
-    from .lifelong.tasks import parse_tasks
-    tasks = parse_tasks(a.tasks, a.benchmark)
-    known = _strategy_fields()
-    given = {name: getattr(a, name) for name in known if getattr(a, name) is not None}
-    config = {f.name for f in fields(LifelongConfig)}
-    cfg = LifelongConfig(iters=a.iters, batch_size=a.batch, lr=a.lr, classifier=a.classifier, seed=a.seed,
-                         resolution=a.resolution, **{k: v for k, v in given.items() if k in config})
-    for name in given:
-        if a.strategy not in known[name][1]:
-            raise GanMemoryError(f"{option_name(name)} is for {' and '.join(known[name][1])}, not {a.strategy}")
-    cls = get_strategy(a.strategy)
-    options = cls.Options(**{f.name: given[f.name] for f in fields(cls.Options) if f.name in given})
-    res = run_lifelong(tasks, a.strategy, cfg, Path(a.out), strategy_kwargs=cls.init_kwargs(options, cfg, a.device),
-                       device=a.device, resume=a.resume)
-    forgetting = res["average_forgetting"]  # None after one task: nothing could be forgotten yet
-    forgot = "" if forgetting is None else f", average forgetting {100 * forgetting:.2f} points"
-    print(f"{a.strategy}: final average accuracy {100 * res['final_average_accuracy']:.2f} %{forgot}; "
-          f"results in {a.out}")
-    return 0
-
-
-def cmd_sample(a: argparse.Namespace) -> int:
-    from .images import save_grid, to_uint8
-    if not a.out and not a.out_dir:
-        raise GanMemoryError("give --out GRID.png or --out-dir DIR for the samples")
-    if (a.memory is None) != (a.task is None):
-        raise GanMemoryError("--memory and --task go together")
-    if a.memory and a.source:
-        raise GanMemoryError("give either --memory/--task or --source, not both")
-    if a.memory:
-        from .memory import MemoryBank
-        x = MemoryBank(a.memory).sample(a.task, a.n, seed=a.seed, classes=a.classes)
-    else:
-        if a.classes:
-            raise GanMemoryError("--class needs --memory and --task (a conditional task)")
-        from .source import Source
-        x = Source.load(a.source).sample(a.n, seed=a.seed)
-    if a.out:
-        save_grid(x, a.out, scale=a.scale)
-        print(f"wrote {len(x)} samples to {a.out}")
-    if a.out_dir:
-        from PIL import Image
-        out = Path(a.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for i, img in enumerate(to_uint8(x)):
-            Image.fromarray(img).save(out / f"{i:05d}.png")
-        print(f"wrote {len(x)} images to {out}/")
-    return 0
-
-
-def cmd_import(a: argparse.Namespace) -> int:
-    import torch
-    from .convert import import_gan_stability
-    src = import_gan_stability(a.ckpt, a.out, prefer_ema=not a.no_ema,
-                               dtype=torch.float16 if a.fp16 else torch.float32)
-    c = src.cfg
-    print(f"wrote {a.out}: {c.resolution} px, nf {c.nf}, z {c.z_dim}, {c.nlabels} label(s), "
-          f"hash {src.file_hash}")
-    return 0
-
-
-COMMANDS = {"data": cmd_data, "import-gan-stability": cmd_import, "init": cmd_init, "learn": cmd_learn,
-            "list": cmd_list, "evaluate": cmd_evaluate, "interpolate": cmd_interpolate, "remove": cmd_remove, "compress": cmd_compress, "merge": cmd_merge,
-            "demo": cmd_demo, "lifelong": cmd_lifelong, "pretrain": cmd_pretrain, "sample": cmd_sample}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from .distributed import teardown
-    try:
-        code = COMMANDS[args.command](args)
-        teardown()
-        return code
-    except GanMemoryError as exc:
-        print(f"ganmemory {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # the file system refused: a place that cannot be written, a full disk
-        name = exc.filename2 or exc.filename  # a rename names its target second
-        where = f"'{name}'" if name else "a file"
-        print(f"ganmemory {args.command}: error: cannot use {where}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"ganmemory {args.command}: interrupted; files already written are intact", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Mixed precision: bf16 autocast for the networks' forward and backward passes.
+
+Under ``TrainConfig.precision == "bf16"`` the convolutions and matrix products of G and D run in
+bfloat16; everything that decides stability stays in float32: the parameters and Adam's state,
+the EMA, the logits the losses read, R1's input gradient and its norm. Sampling from a bank is
+always float32, so old tasks stay bit-identical whatever precision trained them.
+
+bf16 pays only where the hardware has it: on a CPU, AVX-512 BF16 or AMX; on a GPU, compute
+capability 8.0 or newer. Elsewhere PyTorch emulates it, slower than float32, so ``learn`` and
+``pretrain`` fall back to float32 with one line saying so (``resolve``) and store what ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from pathlib import Path
+from typing import Callable, ContextManager
+
+import torch
+
+PRECISIONS = ("fp32", "bf16")
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
+
+
+def _cpuinfo(key: str) -> str | None:
+    """The first ``key`` line of /proc/cpuinfo (Linux), or None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_flags() -> set[str]:
+    return set((_cpuinfo("flags") or "").split())
+
+
+def cpu_name() -> str:
+    """The processor's model name, which every speed figure names."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def bf16_native(device: str | torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively (not emulated)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return bool(cpu_flags() & set(CPU_BF16_FLAGS))
+    return False
+
+
+def resolve(precision: str, device: str | torch.device, log: Callable[[str], None]) -> str:
+    """The precision to train with: ``precision``, or fp32 where bf16 would be emulated."""
+    if precision == "bf16" and not bf16_native(device):
+        where = "this processor has neither AVX-512 BF16 nor AMX" if torch.device(device).type == "cpu" \
+            else f"device {device} has no native bf16"
+        log(f"note: --precision bf16 falls back to fp32: {where}, so bf16 would be emulated and slower")
+        return "fp32"
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> ContextManager[None]:
+    """The context the forward passes run in: bf16 autocast, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -1,0 +1,63 @@
+"""Mixed precision: bf16 autocast where the hardware has it, float32 everywhere else."""
+
+import pytest
+import torch
+
+from ganmemory.errors import GanMemoryError
+from ganmemory.memory import MemoryBank
+from ganmemory.nets import Discriminator, Generator
+from ganmemory.train import GANTrainer, TrainConfig
+from ganmemory.train import precision as prec
+
+
+def test_bf16_falls_back_to_fp32_with_one_line_where_it_would_be_emulated(monkeypatch):
+    lines = []
+    monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx2", "fma"})
+    assert prec.resolve("bf16", "cpu", lines.append) == "fp32"
+    assert len(lines) == 1 and "falls back to fp32" in lines[0] and "AMX" in lines[0]
+    monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert prec.resolve("bf16", "cpu", lines.append) == "bf16" and len(lines) == 1
+    assert prec.resolve("fp32", "cpu", lines.append) == "fp32" and len(lines) == 1
+
+
+def test_the_precision_is_a_checked_stored_option():
+    with pytest.raises(GanMemoryError, match="option --precision must be one of fp32, bf16, got 'fp16'"):
+        TrainConfig(precision="fp16")
+    stored = {k: v for k, v in TrainConfig().to_dict().items() if k != "precision"}
+    assert TrainConfig.from_dict(stored).precision == "fp32"
+
+
+def _steps(tiny_cfg, precision, n=3):
+    torch.manual_seed(0)
+    G, D = Generator(tiny_cfg), Discriminator(tiny_cfg)
+    t = GANTrainer(G, D, TrainConfig(batch_size=4, precision=precision, ema_rampup=0.0))
+    images = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8)
+    stats = [t.train_step(images, torch.zeros(4, dtype=torch.long)) for _ in range(n)]
+    return t, stats
+
+
+def test_bf16_steps_train_float32_parameters_close_to_fp32(tiny_cfg):
+    a, _ = _steps(tiny_cfg, "fp32")
+    b, stats = _steps(tiny_cfg, "bf16")
+    assert all(torch.isfinite(torch.tensor(list(s.values()))).all() for s in stats)
+    for net in (b.G, b.G_ema, b.D):
+        assert {p.dtype for p in net.parameters()} == {torch.float32}
+    assert {v.dtype for s in b.opt_g.state.values() for v in s.values() if v.ndim} == {torch.float32}
+    diffs = [(p - q).abs().max().item() for p, q in zip(a.G.parameters(), b.G.parameters())]
+    assert max(diffs) > 0  # autocast ran: bf16 rounding shows
+    assert max(diffs) < 0.05  # and it trained the same way (lr 5e-4, 3 steps)
+
+
+def test_learn_stores_the_precision_that_ran(tmp_path, tiny_source, image_folder, monkeypatch):
+    bank = MemoryBank.create(tmp_path / "bank", tiny_source)
+    cfg = dict(iters=2, batch_size=4, sample_every=0, ckpt_every=0, precision="bf16")
+    bank.learn("a", image_folder["a"], TrainConfig(**cfg), progress=False, log=lambda _: None)
+    x = bank.sample("a", 8, seed=0)
+    monkeypatch.setattr(prec, "cpu_flags", lambda: set())
+    lines = []
+    bank.learn("b", image_folder["b"], TrainConfig(**cfg), progress=False, log=lines.append)
+    assert bank.task_meta("b")["train"]["precision"] == "fp32" and any("falls back" in m for m in lines)
+    monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx512_bf16"})
+    bank.learn("c", image_folder["c"], TrainConfig(**cfg), progress=False, log=lines.append)
+    assert bank.task_meta("c")["train"]["precision"] == "bf16"
+    assert torch.equal(bank.sample("a", 8, seed=0), x)  # sampling is float32: old tasks unchanged
