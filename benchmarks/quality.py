@@ -3,7 +3,8 @@
     python benchmarks/quality.py                   # the full run: about 60 min on 2 CPU cores
     python benchmarks/quality.py --minutes 0.2 0.2 --n 64 --per-class 8 --cas-steps 10 --out /tmp/q   # smoke test
 
-Two tasks over the shipped 32 px source, each learned with ``learn``'s defaults (``--preset tuned``):
+Two tasks over the shipped 32 px source, each learned with ``learn``'s defaults (``--preset tuned``)
+but without random flips (``--flip`` adds them; a mirrored digit is another symbol):
 
 - ``mnist``: unconditional, ``--minutes`` [0] of learning;
 - ``mnist-classes``: class-conditional, ``--minutes`` [1] of learning.
@@ -29,7 +30,6 @@ Targets (issue 20): mnist's final FD-EL0 at most 25 % of the source's; CAS at le
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -42,19 +42,10 @@ from ganmemory.memory import MemoryBank
 from ganmemory.metrics.features import build_extractor
 from ganmemory.plots import plot_curves
 from ganmemory.train import TrainConfig
+from ganmemory.train.precision import cpu_name
 
 RUNS = (("mnist", False), ("mnist-classes", True))
 TRAIN, TEST = "mnist", "mnist@test"
-
-
-def processor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def seconds_per_step(root: Path, conditional: bool, steps: int) -> float:
@@ -76,13 +67,16 @@ def main() -> None:
     p.add_argument("--per-class", type=int, default=1000, help="CAS: training images per class")
     p.add_argument("--cas-steps", type=int, default=2000, help="CAS: classifier steps (batch 64)")
     p.add_argument("--calibrate", type=int, default=30, help="timed steps that size each run")
+    p.add_argument("--tasks", nargs="+", default=[n for n, _ in RUNS], choices=[n for n, _ in RUNS])
+    p.add_argument("--flip", action="store_true", help="random horizontal flips of the reals (learn's default; "
+                   "a mirrored digit is another symbol, so off here)")
     p.add_argument("--out", default="runs/quality")
     a = p.parse_args()
     out = Path(a.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     t_all = time.perf_counter()
-    results = {"date": time.strftime("%Y-%m-%d"), "processor": processor(), "threads": torch.get_num_threads(),
+    results = {"date": time.strftime("%Y-%m-%d"), "processor": cpu_name(), "threads": torch.get_num_threads(),
                "n": a.n, "train": TRAIN, "test": TEST, "tasks": {}}
     print(f"{results['processor']}, {results['threads']} threads", flush=True)
     results["floor"] = real_floor(TEST, 32, a.n, build_extractor("el0"))
@@ -90,16 +84,18 @@ def main() -> None:
     protocol = CASProtocol(per_class=a.per_class, steps=a.cas_steps)
     bank = MemoryBank.create(out / "bank")
     for (name, conditional), minutes in zip(RUNS, a.minutes):
+        if name not in a.tasks:
+            continue
         step = seconds_per_step(out / "calibrate", conditional, a.calibrate)
         iters = max(a.checkpoints, int(minutes * 60 / step))
         every = -(-iters // a.checkpoints)
         print(f"{name}: {step:.3f} s per step -> {iters} iterations for {minutes:g} min; "
               f"scored every {every}", flush=True)
-        cfg = TrainConfig(iters=iters, conditional=conditional, sample_every=0, ckpt_every=500)
+        cfg = TrainConfig(iters=iters, conditional=conditional, flip=a.flip, sample_every=0, ckpt_every=500)
         meta = bank.learn(name, TRAIN, cfg, progress=False, eval_every=every, eval_n=a.n, eval_data=TEST,
                           log=lambda msg, name=name: print(f"  {name} {msg}", flush=True))
         shutil.copytree(out / "bank" / "plots" / name, out / name)
-        row = {"conditional": conditional, "minutes": minutes, "iterations": iters,
+        row = {"conditional": conditional, "flip": a.flip, "minutes": minutes, "iterations": iters,
                "seconds_per_step": round(step, 4), "history": meta["metrics"],
                "learn_seconds": meta["seconds"]}
         hist = meta["metrics"]

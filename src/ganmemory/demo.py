@@ -48,7 +48,9 @@ def run_demo(out: str | os.PathLike, iters: int = 500, source: str | None = None
     fingerprints: dict[str, str] = {}
     rows = []
     for name, spec in DEMO_TASKS:
-        cfg = TrainConfig(iters=iters, seed=seed, sample_every=max(1, iters // 3), ckpt_every=100, log_every=25)
+        # no flips: a mirrored digit, emoji or flag is another symbol
+        cfg = TrainConfig(iters=iters, seed=seed, flip=False, sample_every=max(1, iters // 3), ckpt_every=100,
+                          log_every=25)
         meta = bank.learn(name, spec, cfg, progress=progress, log=log, eval_every=iters if eval_n else 0,
                           eval_n=eval_n or 1)
         x = bank.sample(name, 64, seed=seed)
