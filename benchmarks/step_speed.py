@@ -18,7 +18,8 @@ machine noise hits them alike:
      second backward; then the G step's fakes (detached, also with ``requires_grad``), BCE
      backward; Adam.
   Every forward call rebuilds its modulated kernels (gamma * W_n + beta, the kernel normalised
-  once at load), and Adam is PyTorch's for-loop implementation, as in PyTorch 1.2.
+  once at load), every convolution is ``F.conv2d`` (``nets.ops.plain_ops``: no
+  routes for tiny maps), and Adam is PyTorch's for-loop implementation, as in PyTorch 1.2.
 - ``eager``: ours with ``GANTrainer(fast=False)``: D step on fresh fakes, then the G step with D
   frozen, every forward call rebuilding its kernels, for-loop Adam.
 - ``fast``: ours as ``ganmemory learn`` runs it: each network's kernels built once per network
@@ -51,6 +52,7 @@ from torch.utils.flop_counter import flop_registry
 
 from ganmemory.data import preprocess
 from ganmemory.nets import Discriminator, Generator, NetConfig
+from ganmemory.nets.ops import plain_ops
 from ganmemory.train import GANTrainer, TrainConfig
 from ganmemory.train.losses import r1_penalty
 from ganmemory.train.precision import bf16_native, cpu_flags, cpu_name
@@ -137,7 +139,8 @@ def measure(res: int, nf: int, batch: int, reps: int, warmup: int) -> dict:
 
     def step(v: str, it: int) -> None:
         if v == "original":
-            original_step(trainers[v], imgs, labels, it)
+            with plain_ops():  # the authors' layers call the convolution as it is
+                original_step(trainers[v], imgs, labels, it)
         else:
             trainers[v].train_step(imgs, labels)
 

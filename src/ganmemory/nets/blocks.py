@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .modulated import MODULATED, ModulatedConv2d
+from .ops import Conv2d
 
 
 def actvn(x: torch.Tensor) -> torch.Tensor:
@@ -29,15 +30,15 @@ class ResnetBlock(nn.Module):
         self.fin, self.fout = fin, fout
         hidden = min(fin, fout)
         if modulation is None:
-            self.conv_0 = nn.Conv2d(fin, hidden, 3, padding=1)
-            self.conv_1 = nn.Conv2d(hidden, fout, 3, padding=1)
+            self.conv_0 = Conv2d(fin, hidden, 3, padding=1)
+            self.conv_1 = Conv2d(hidden, fout, 3, padding=1)
         else:
             normalise = modulation == "normalised"
             self.conv_0 = ModulatedConv2d(fin, hidden, 3, 1, normalise)
             self.conv_1 = ModulatedConv2d(hidden, fout, 3, 1, normalise)
         self.learned_shortcut = fin != fout
         if self.learned_shortcut:
-            self.conv_s = nn.Conv2d(fin, fout, 1, bias=False)
+            self.conv_s = Conv2d(fin, fout, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = self.conv_s(x) if self.learned_shortcut else x

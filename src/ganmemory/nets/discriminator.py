@@ -9,6 +9,7 @@ from torch import nn
 from .blocks import ResnetBlock, TaskModule, actvn
 from .config import PAPER_LAYOUT, NetConfig, TaskLayout
 from .modulated import ModulatedConv2d
+from .ops import Conv2d
 
 
 class Discriminator(TaskModule):
@@ -33,7 +34,7 @@ class Discriminator(TaskModule):
         self.cfg, self.modulated, self.n_classes, self.layout = cfg, modulated, n_classes, layout
         nf, m = cfg.nf, cfg.mults[::-1]
         self.conv_img = ModulatedConv2d(3, m[0] * nf, 7, 3, normalise=False) if modulated and layout.input_conv \
-            else nn.Conv2d(3, m[0] * nf, 7, padding=3)
+            else Conv2d(3, m[0] * nf, 7, padding=3)
         for i in range(cfg.n_blocks):
             block = ResnetBlock(m[i] * nf, m[i + 1] * nf, "raw" if modulated else None)
             self.add_module(f"resnet_{i}_0", block)

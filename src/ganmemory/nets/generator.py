@@ -9,6 +9,7 @@ from torch import nn
 from .blocks import ResnetBlock, TaskModule, actvn
 from .config import PAPER_LAYOUT, NetConfig, TaskLayout
 from .modulated import ColourAffine, ModulatedConv2d, ModulatedLinear
+from .ops import Conv2d
 
 
 class Generator(TaskModule):
@@ -46,7 +47,7 @@ class Generator(TaskModule):
             block = ResnetBlock(m[i] * nf, m[i + 1] * nf, "normalised" if modulated else None)
             self.add_module(f"resnet_{i}_0", block)
         self.conv_img = ModulatedConv2d(m[-1] * nf, 3, 7, 3) if modulated and layout.output_conv else \
-            nn.Conv2d(m[-1] * nf, 3, 7, padding=3)
+            Conv2d(m[-1] * nf, 3, 7, padding=3)
         if modulated and layout.colour:
             self.colour = ColourAffine()
             added.append("colour")

@@ -20,9 +20,8 @@ beta = 0 at the start: the same starting function, as the authors' discriminator
 
 Speed: inside :func:`kernels_built_once` each layer builds its kernel once and every
 forward call reuses it, so a training step builds the generator's kernels once (not once per
-call) and the discriminator's once per network state. A 3x3 conv on a 1x1 input (the first
-blocks at 64 px and above) only ever meets its centre tap, so it runs as a Linear on that tap:
-the same sums, without the eight taps that multiply zero padding.
+call) and the discriminator's once per network state. Convolutions on tiny maps take the
+routes of :func:`ops.same_conv2d` (a Linear on the centre tap at 1x1, im2col at 2x2).
 """
 
 from __future__ import annotations
@@ -33,6 +32,8 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .ops import routed, same_conv2d
 
 
 def _normalise(w: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -70,6 +71,26 @@ class LowRankDelta(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return torch.addmm(self.start + self.r, self.u * self.s, self.v.T)  # [Co, Ci]
+
+
+class _TaskKernel(torch.autograd.Function):
+    """gamma * W_n + beta over the k x k taps, with the backward reduced straight to gamma and
+    beta. Autograd's addcmul backward multiplies the whole [Co, Ci, k, k] gradient by the
+    scalar 1 and reduces in separate passes; here it is one product and two sums (measured in
+    ``benchmarks/step_speed.py``)."""
+
+    @staticmethod
+    def forward(ctx, gamma: torch.Tensor, beta: torch.Tensor, weight_n: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(weight_n)
+        return torch.addcmul(beta[..., None, None], gamma[..., None, None], weight_n)  # [(T,) Co, Ci, k, k]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        (weight_n,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        d_gamma = (grad * weight_n).sum((-2, -1)) if ctx.needs_input_grad[0] else None
+        d_beta = grad.sum((-2, -1)) if ctx.needs_input_grad[1] else None
+        return d_gamma, d_beta, None
 
 
 class ModulatedConv2d(nn.Module):
@@ -128,16 +149,14 @@ class ModulatedConv2d(nn.Module):
         if self.built is not None:
             return self.built
         gamma, beta = self.matrix("gamma"), self.matrix("beta")
-        w = torch.addcmul(beta[..., None, None], gamma[..., None, None], self.weight_n)  # [(T,) Co, Ci, k, k]
-        return w, self.bias_src + self.dbias  # [(T,) Co]
+        w = _TaskKernel.apply(gamma, beta, self.weight_n) if routed() else \
+            torch.addcmul(beta[..., None, None], gamma[..., None, None], self.weight_n)
+        return w, self.bias_src + self.dbias  # [(T,) Co, Ci, k, k], [(T,) Co]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = self.kernel()
         if w.dim() == 4:
-            k = w.shape[-1]
-            if x.shape[-2:] == (1, 1) and self.padding == k // 2:  # only the centre tap meets data
-                return F.linear(x.flatten(1), w[:, :, k // 2, k // 2], b)[..., None, None]
-            return F.conv2d(x, w, b, padding=self.padding)
+            return same_conv2d(x, w, b, self.padding)
         t, co, ci, k, _ = w.shape
         nt, _, h, wd = x.shape
         assert nt % t == 0, "the batch must hold every task's copy of each sample"
