@@ -20,6 +20,19 @@ from ..train.losses import singular_value_penalty
 from .disk import BankDisk
 
 
+def task_scores(bank: BankDisk, loaded: dict[str, tuple], n: int, scorers: dict, when: str,
+                log: Callable[[str], None]) -> tuple[dict, dict[str, float]]:
+    """FD-EL0 of each task of ``bank`` against its training data (scorers reused by name)."""
+    from ..evaluate import Scorer, evaluate_task
+    scores = {}
+    for name, (_, meta) in loaded.items() if n else ():
+        log(f"scoring '{name}' {when} compression ({n} images)...")
+        if name not in scorers:
+            scorers[name] = Scorer(meta["data"], bank.cfg.resolution, "fd-el0", n)
+        scores[name] = evaluate_task(bank, name, meta["data"], scorer=scorers[name])["value"]
+    return scorers, scores
+
+
 class LowRankStore(BankDisk):
     """Tasks stored in low-rank form, and the factorised generator a ``--lowrank`` learn trains."""
 
@@ -51,29 +64,17 @@ class LowRankStore(BankDisk):
             if out is not None and target._task_path(name).exists():
                 raise GanMemoryError(f"task '{name}' already exists in bank '{target.root}'")
             loaded[name] = (tensors, meta)
-        scorers, before = self._scores(self, loaded, eval_n, {}, "before", log)
+        scorers, before = task_scores(self, loaded, eval_n, {}, "before", log)
         n_g = self.generator_param_count()[1]
         rows = []
         with locked(target.root, names + ([BASES_LOCK] if shared else []), "compress"):
             for name, (tensors, meta) in loaded.items():
                 rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g))
-        _, after = self._scores(target, loaded, eval_n, scorers, "after", log)
+        _, after = task_scores(target, loaded, eval_n, scorers, "after", log)
         for row in rows:
             if eval_n:
                 row.update(fd_el0_before=before[row["task"]], fd_el0_after=after[row["task"]])
         return rows
-
-    def _scores(self, bank: BankDisk, loaded: dict[str, tuple], n: int, scorers: dict, when: str,
-                log: Callable[[str], None]) -> tuple[dict, dict[str, float]]:
-        """FD-EL0 of each task of ``bank`` against its training data (scorers reused by name)."""
-        from ..evaluate import Scorer, evaluate_task
-        scores = {}
-        for name, (_, meta) in loaded.items() if n else ():
-            log(f"scoring '{name}' {when} compression ({n} images)...")
-            if name not in scorers:
-                scorers[name] = Scorer(meta["data"], bank.cfg.resolution, "fd-el0", n)
-            scores[name] = evaluate_task(bank, name, meta["data"], scorer=scorers[name])["value"]
-        return scorers, scores
 
     def _compress_one(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], energy: float,
                       dtype: torch.dtype, target: BankDisk, shared: bool, n_g: int) -> dict[str, Any]:
