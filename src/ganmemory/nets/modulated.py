@@ -75,9 +75,10 @@ class LowRankDelta(nn.Module):
 
 class _TaskKernel(torch.autograd.Function):
     """gamma * W_n + beta over the k x k taps, with the backward reduced straight to gamma and
-    beta. Autograd's addcmul backward multiplies the whole [Co, Ci, k, k] gradient by the
-    scalar 1 and reduces in separate passes; here it is one product and two sums (measured in
-    ``benchmarks/step_speed.py``)."""
+    beta: one product and two sums. Autograd's addcmul backward also scales the whole
+    [Co, Ci, k, k] kernel by addcmul's scalar (1) on every backward. Part of the 1.23-1.25x
+    step-time gain at 64 px in BENCHMARKS.md ("Training step: the authors' iteration against
+    ours")."""
 
     @staticmethod
     def forward(ctx, gamma: torch.Tensor, beta: torch.Tensor, weight_n: torch.Tensor) -> torch.Tensor:
