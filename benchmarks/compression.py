@@ -1,4 +1,4 @@
-"""Compression of stored tasks (issue 6): parameters per task (% of G) and the FD-EL0 change.
+"""Compression of stored tasks: parameters per task (% of G) and the FD-EL0 change.
 
     python benchmarks/compression.py                   # on the sequence benchmark's bank (runs/sequence/bank)
     python benchmarks/compression.py --bank BANK --energies 0.9 --n 200 --out /tmp/cmp   # smaller
@@ -13,7 +13,7 @@ against its own training data with the same latents as the uncompressed task:
 
 The score is FD-EL0, a Fréchet distance on EfficientNet-Lite0 features (not FID). For ``trained``
 the "before" score is the stored task's, learned without --lowrank: the two runs differ by the
-training path as well as by the compression. Targets (issue 6): at most 5 % of G per task on average, with at most a
+training path as well as by the compression. Targets: at most 5 % of G per task on average, with at most a
 10 % rise in FD-EL0. The after-the-fact modes also report the share of each task's change from
 the source that compression lost (``change_lost``). Writes OUT/results.json and OUT/table.md.
 """

@@ -1,4 +1,4 @@
-"""Class-incremental Split-MNIST with every strategy, next to published anchors (issue 5).
+"""Class-incremental Split-MNIST with every strategy, next to published anchors.
 
     python benchmarks/lifelong.py                                  # the full run (see below for its cost)
     python benchmarks/lifelong.py --device cuda                    # the same on a GPU
@@ -18,7 +18,7 @@ or overnight; ``--resume`` continues it after a stop, from the last finished tas
 
 The anchors come from van de Ven et al.'s public code ("Three types of incremental learning"),
 class-incremental Split MNIST at its defaults (2,000 iterations per task), seeds 1-3, run on
-this 2-core CPU (the figures are quoted from issue 5, not re-run here).
+this 2-core CPU; ``ANCHORS`` quotes those figures, this script does not re-run them.
 """
 
 from __future__ import annotations

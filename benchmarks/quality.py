@@ -24,7 +24,7 @@ Adam steps, tested on the real test split; beside it the same protocol on real t
 Writes OUT/results.json, OUT/table.md, OUT/fd.png and OUT/NAME/iter_XXXXXXX.png. FD-EL0 is a
 Fréchet distance on EfficientNet-Lite0 features, not FID.
 
-Targets (issue 20): mnist's final FD-EL0 at most 25 % of the source's; CAS at least 97 %.
+Targets: mnist's final FD-EL0 at most 25 % of the source's; CAS at least 97 %.
 """
 
 from __future__ import annotations

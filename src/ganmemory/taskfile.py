@@ -33,7 +33,6 @@ TASK_VERSION = 2  # 2: the header carries ``tensor_hash``; version 1 files (with
 READABLE_VERSIONS = (1, 2)
 MAX_CLASSES = 1_000  # classes of one conditional task (ImageNet's count)
 MAX_NAME_CHARS = 256  # a class name, a data spec
-COMPRESSED_MODES = MODES
 # tensor groups a task file may hold: the EMA generator (what sampling uses) and, for a task
 # stored whole, the trained generator, the discriminator and both optimizers (to learn further)
 TASK_GROUPS = ("G", "G_train", "D", "opt_g", "opt_d")
@@ -117,7 +116,7 @@ _SCHEMA: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "optimizer": ("an object", lambda v: isinstance(v, dict)),
     "lowrank": ("an object", lambda v: isinstance(v, dict)),
     "compressed": ("an object with a known mode and an energy in (0, 1]",
-                   lambda v: isinstance(v, dict) and v.get("mode", PER_TASK) in COMPRESSED_MODES
+                   lambda v: isinstance(v, dict) and v.get("mode", PER_TASK) in MODES
                    and _is_number(v.get("energy")) and 0 < v["energy"] <= 1),
     "tensor_hash": ("16 hexadecimal digits", lambda v: isinstance(v, str) and bool(_HASH.fullmatch(v))),
     "layout": ("an object of task-layout options", lambda v: isinstance(v, dict) and _layout_ok(v)),

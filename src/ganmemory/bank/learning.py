@@ -4,9 +4,9 @@ and writing the finished task."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 

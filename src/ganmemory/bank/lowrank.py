@@ -71,9 +71,8 @@ class LowRankStore(BankDisk):
             for name, (tensors, meta) in loaded.items():
                 rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g))
         _, after = task_scores(target, loaded, eval_n, scorers, "after", log)
-        for row in rows:
-            if eval_n:
-                row.update(fd_el0_before=before[row["task"]], fd_el0_after=after[row["task"]])
+        for row in rows if eval_n else ():
+            row.update(fd_el0_before=before[row["task"]], fd_el0_after=after[row["task"]])
         return rows
 
     def _compress_one(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], energy: float,

@@ -16,8 +16,9 @@ from .parser import build_parser
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS = {"data": cmd_data, "import-gan-stability": cmd_import, "init": cmd_init, "learn": cmd_learn,
-            "list": cmd_list, "evaluate": cmd_evaluate, "interpolate": cmd_interpolate, "remove": cmd_remove, "compress": cmd_compress, "merge": cmd_merge,
-            "demo": cmd_demo, "lifelong": cmd_lifelong, "pretrain": cmd_pretrain, "sample": cmd_sample}
+            "list": cmd_list, "evaluate": cmd_evaluate, "interpolate": cmd_interpolate, "remove": cmd_remove,
+            "compress": cmd_compress, "merge": cmd_merge, "demo": cmd_demo, "lifelong": cmd_lifelong,
+            "pretrain": cmd_pretrain, "sample": cmd_sample}
 
 
 def main(argv: list[str] | None = None) -> int:

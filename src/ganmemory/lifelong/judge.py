@@ -71,7 +71,6 @@ def train_judge(images: np.ndarray, labels: np.ndarray, n_classes: int, cfg: Lif
     The global random state is left as it was, so a run with a judge trains its classifier from
     the same random numbers as without one.
     """
-
     jcfg = dataclasses.replace(cfg, iters=cfg.judge_iters, batch_size=JUDGE_BATCH, classifier="cnn",
                                seed=derive_seed(cfg.seed, "judge", index, rule=cfg.seeds))
     with torch.random.fork_rng(devices=[]):
