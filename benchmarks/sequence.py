@@ -1,10 +1,12 @@
 """The seed's Figure 1(b) on real data here: FD-EL0 against iterations, task after task.
 
-    python benchmarks/sequence.py                       # the full run (about 2 h on 2 CPU cores)
+    python benchmarks/sequence.py                       # every method (several hours on 2 CPU cores)
+    python benchmarks/sequence.py --methods gan-memory finetune   # the seed's comparison (about 2 h)
     python benchmarks/sequence.py --iters 4 --eval-every 2 --n 16 --out /tmp/seq   # smoke test
 
 From the shipped 32 px source, tasks mnist -> fashion-mnist -> emoji, each trained --iters
-iterations, scored every --eval-every iterations on --n generated vs --n real images:
+iterations with learn's default recipe (without flips unless --flip), scored every --eval-every
+iterations on --n generated vs --n real images:
 
 - gan-memory: each task learns only its modulation parameters (ganmemory learn);
 - finetune:   the whole source GAN fine-tuned, separately for each task;
@@ -13,8 +15,9 @@ iterations, scored every --eval-every iterations on --n generated vs --n real im
               task is scored again (forgetting);
 - floor:      FD-EL0 between two disjoint real samples of each dataset.
 
-Writes OUT/results.json, OUT/table.md (rows method x task, columns iterations), OUT/fd.png
-and OUT/forgetting.md. FD-EL0 is a Fréchet distance on EfficientNet-Lite0 features, not FID.
+Writes OUT/results.json, OUT/table.md (rows method x task, columns iterations), OUT/fd.png,
+OUT/forgetting.md and a 64-sample grid per method and task under OUT/grids/. FD-EL0 is a
+Fréchet distance on EfficientNet-Lite0 features, not FID.
 """
 
 from __future__ import annotations
@@ -31,13 +34,15 @@ import torch
 from ganmemory.atomic import atomic_write_bytes, atomic_write_json
 from ganmemory.data import load_data
 from ganmemory.evaluate import Scorer, real_floor
+from ganmemory.images import save_grid
 from ganmemory.memory import MemoryBank
 from ganmemory.metrics.features import build_extractor
 from ganmemory.nets import Discriminator, Generator
 from ganmemory.plots import plot_panels
 from ganmemory.source import Source
 from ganmemory.train import GANTrainer, TrainConfig
-from ganmemory.train.loop import fit
+from ganmemory.train.loop import fit, fixed_latents
+from ganmemory.train.precision import cpu_name
 
 TASKS = ("mnist", "fashion-mnist", "emoji")
 
@@ -69,6 +74,8 @@ def main() -> None:
     p.add_argument("--out", default="runs/sequence")
     p.add_argument("--source", default=None, help="source file (default: the shipped one)")
     p.add_argument("--methods", nargs="+", default=["gan-memory", "finetune", "scratch", "sequential"])
+    p.add_argument("--flip", action="store_true", help="random horizontal flips of the reals (learn's default; "
+                   "off here, as in the demo: a mirrored digit or emoji is another symbol)")
     p.add_argument("--report-only", metavar="RESULTS_JSON", help="only redraw the tables and plot of a finished run")
     a = p.parse_args()
     out = Path(a.out)
@@ -79,10 +86,10 @@ def main() -> None:
     t_all = time.perf_counter()
     src = Source.load(a.source)
     res, zd = src.cfg.resolution, src.cfg.z_dim
-    cfg = TrainConfig(iters=a.iters, sample_every=0, ckpt_every=0, log_every=100)
+    cfg = TrainConfig(iters=a.iters, flip=a.flip, sample_every=0, ckpt_every=0, log_every=100)
     scorers = {t: Scorer(t, res, "fd-el0", a.n) for t in TASKS}
-    results = {"config": vars(a), "machine": f"{platform.machine()} {torch.get_num_threads()} threads, "
-               f"torch {torch.__version__}", "date": time.strftime("%Y-%m-%d"), "curves": {}, "params": {}}
+    results = {"config": vars(a), "machine": f"{cpu_name()} ({platform.machine()}), {torch.get_num_threads()} "
+               f"threads, torch {torch.__version__}", "date": time.strftime("%Y-%m-%d"), "curves": {}, "params": {}}
     extractor = build_extractor("el0")
     results["floor"] = {t: real_floor(t, res, a.n, extractor, seed=1) for t in TASKS}
     print("floor:", results["floor"], flush=True)
@@ -101,6 +108,7 @@ def main() -> None:
             meta = bank.learn(t, t, cfg, progress=False, eval_every=a.eval_every, eval_n=a.n, overwrite=True)
             results["curves"][f"gan-memory/{t}"] = [(h["iteration"], h["FD-EL0"]) for h in meta["metrics"]]
             results["params"]["gan-memory"] = meta["task_parameters"]
+            save_grid(bank.sample(t, 64, seed=0), out / "grids" / f"gan-memory_{t}.png", nrow=8, scale=2)
         # every old task re-scored after the whole sequence: it must not move
         results["after_sequence"] = {"gan-memory": {t: scorers[t].score(
             lambda z, t=t: bank.task_generator(t)(z).clamp(-1, 1), zd)["value"] for t in TASKS}}
@@ -114,8 +122,11 @@ def main() -> None:
             if method == "finetune":
                 G.load_state_dict(src.G.state_dict())
                 D.load_state_dict(src.D.state_dict())
-            hist, _ = train_plain(G, D, t, cfg, a.eval_every, out / method / t, scorers[t], zd)
+            hist, trainer = train_plain(G, D, t, cfg, a.eval_every, out / method / t, scorers[t], zd)
             results["curves"][f"{method}/{t}"] = hist
+            with torch.no_grad():
+                x = trainer.G_ema.eval()(fixed_latents(64, zd)).clamp(-1, 1)
+            save_grid(x, out / "grids" / f"{method}_{t}.png", nrow=8, scale=2)
             checkpoint()
         results["params"][method] = n_g
 
