@@ -23,12 +23,16 @@ from .train.precision import resolve
 
 def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: TrainConfig, *,
              resume: bool = False, progress: bool = True, source_dtype: torch.dtype = torch.float32,
-             device: str = "cpu", dedupe: bool = False, dist: DistContext | None = None) -> dict[str, Any]:
+             device: str = "cpu", dedupe: bool = False, dist: DistContext | None = None,
+             init: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train a source GAN on ``data_spec``; writes ``out_dir/source.safetensors`` at the end.
 
     With ``resume`` it continues from ``out_dir/checkpoint.safetensors`` (same data and
     configs required). ``dedupe`` drops duplicate and blank images first (see
-    ``ImageSet.deduplicated``). Returns a summary including wall time and the source's hash.
+    ``ImageSet.deduplicated``). ``init`` starts G, its EMA and D from a source file's weights
+    instead of at random (a source saves only the EMA generator, so G starts there too, and
+    both optimizers start afresh); ``net`` must be that source's network. Returns a summary
+    including wall time and the source's hash.
     """
     dist = dist or DistContext(device=device)
     device = dist.device
@@ -42,6 +46,12 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
                              "it, or choose another --out")
     if resume and not ckpt.exists():
         raise GanMemoryError(f"--resume given but '{ckpt}' does not exist")
+    start = None
+    if init is not None:
+        start = Source.load(init)
+        if start.cfg != net:
+            raise GanMemoryError(f"--init '{init}' is a source of network {start.cfg.to_dict()}, not "
+                                 f"{net.to_dict()}: give its --resolution, --nf, --z-dim and --output")
     if resume:
         meta = read_meta(ckpt)
         train = train.continuing(meta.get("train"))
@@ -49,6 +59,11 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
                 bool(meta.get("dedupe")) != dedupe:
             raise GanMemoryError(f"cannot resume '{ckpt}': it was trained with data '{meta.get('data')}' "
                                  f"and network {meta.get('net')}, not '{data_spec}' and {net.to_dict()}")
+        if meta.get("init") != _init_record(start):
+            was = (meta.get("init") or {}).get("hash")
+            raise GanMemoryError(f"cannot resume '{ckpt}': it started from "
+                                 f"{f'the source with hash {was}' if was else 'random weights'}, and "
+                                 f"--init {'names another' if start else 'must name it again'}")
         if not train.resumes(meta.get("train", {})):
             raise GanMemoryError(f"cannot resume '{ckpt}': training options differ from the checkpoint's "
                                  "(only --iters may change)")
@@ -61,9 +76,14 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
         raise GanMemoryError(f"data '{data_spec}' has {len(data.classes)} classes but the network "
                              f"has {net.nlabels} labels")
     torch.manual_seed(train.seed)
-    G, D = Generator(net).to(device), Discriminator(net).to(device)
+    G, D = Generator(net), Discriminator(net)
+    if start is not None:
+        G.load_state_dict(start.G.state_dict())
+        D.load_state_dict(start.D.state_dict())
+    G, D = G.to(device), D.to(device)
     trainer = GANTrainer(G, D, train, dist=dist)
-    ckpt_meta = {"data": data_spec, "net": net.to_dict(), "train": train.to_dict(), "dedupe": dedupe}
+    ckpt_meta = {"data": data_spec, "net": net.to_dict(), "train": train.to_dict(), "dedupe": dedupe,
+                 "init": _init_record(start)}
     prior_seconds = 0.0
     if resume:
         prior_seconds = float(load_checkpoint(trainer, ckpt).get("seconds", 0.0))
@@ -85,7 +105,17 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
     info = {"data": data_spec, "dedupe": dedupe, "images": len(data), "iterations": trainer.iteration,
             "train": train.to_dict(), "wall_seconds": round(seconds, 1),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "processes": dist.world_size}
+    if start is not None:
+        info["init"] = _init_record(start)
     source = Source(net, trainer.G_ema.cpu(), trainer.D.cpu(), info)
     h = source.save(out / "source.safetensors", dtype=source_dtype)
     barrier()
     return {**summary, "wall_seconds": seconds, "source": str(out / "source.safetensors"), "hash": h}
+
+
+def _init_record(start: Source | None) -> dict[str, Any] | None:
+    """What a run that began from the source ``start`` records of it: its hash and how it was trained."""
+    if start is None:
+        return None
+    keep = ("data", "dedupe", "images", "iterations", "train", "wall_seconds", "init")
+    return {"hash": start.file_hash, **{k: start.info[k] for k in keep if k in start.info}}

@@ -33,7 +33,8 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
     from ..pretrain import pretrain
     ctx = setup(a.device)
     res = pretrain(a.data, a.out, _net_cfg(a), _train_cfg(a), resume=a.resume,
-                   source_dtype=torch.float16 if a.fp16 else torch.float32, dedupe=a.dedupe, dist=ctx)
+                   source_dtype=torch.float16 if a.fp16 else torch.float32, dedupe=a.dedupe, dist=ctx,
+                   init=a.init)
     if not ctx.is_writer:
         return 0
     print(f"source written to {res['source']} (hash {res['hash']}, {res['iterations']} iterations, "

@@ -110,10 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("names", nargs="+", metavar="NAME", help=f"one of: {', '.join(BUILTINS)}")
 
     # pretrain
-    t = _add(sub, "pretrain", "train a source GAN from scratch",
+    t = _add(sub, "pretrain", "train a source GAN from scratch, or onward from a source",
              "examples:\n  ganmemory pretrain --data openclipart --resolution 32 --iters 20000 --out runs/src\n"
              "  ganmemory pretrain --data ./my_images --resolution 64 --iters 50000 --out runs/src64 --output tanh\n"
              "  ganmemory pretrain --data openclipart --iters 30000 --out runs/src --resume   # continue\n"
+             "  ganmemory pretrain --data openclipart --init runs/src/source.safetensors --iters 20000 --out runs/src2\n"
              "  torchrun --nproc_per_node 2 -m ganmemory pretrain --data openclipart --out runs/src  # 2 processes\n"
              "The source file is written to OUT/source.safetensors at the end.")
     t.add_argument("--data", required=True, metavar="SPEC", help="built-in dataset spec or image folder")
@@ -121,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_net_args(t)
     _add_train_args(t, preset="paper")
     t.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.safetensors")
+    t.add_argument("--init", metavar="FILE", help="start G, its EMA and D from this source file's weights "
+                                                  "(fresh optimizers; same network options) instead of at random")
     t.add_argument("--fp16", action="store_true", help="store the final source in float16 (half the size)")
     t.add_argument("--dedupe", action="store_true", help="drop exact duplicate and blank images first")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
