@@ -49,7 +49,8 @@ def test_resume_keeps_the_start(tmp_path, tiny_cfg, tiny_source, image_folder):
                                              r"name it again"):
         pretrain(image_folder["a"], out, tiny_cfg, _cfg(2), resume=True, progress=False)
     res = pretrain(image_folder["a"], out, tiny_cfg, _cfg(2), resume=True, init=tiny_source, progress=False)
-    assert res["iterations"] == 2 and Source.load(res["source"]).info["init"]["hash"] == Source.load(tiny_source).file_hash
+    assert res["iterations"] == 2
+    assert Source.load(res["source"]).info["init"]["hash"] == Source.load(tiny_source).file_hash
     scratch = tmp_path / "scratch"
     pretrain(image_folder["a"], scratch, tiny_cfg, _cfg(1), progress=False)
     with pytest.raises(GanMemoryError, match="it started from random weights, and --init names another"):

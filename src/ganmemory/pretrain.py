@@ -46,12 +46,11 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
                              "it, or choose another --out")
     if resume and not ckpt.exists():
         raise GanMemoryError(f"--resume given but '{ckpt}' does not exist")
-    start = None
-    if init is not None:
-        start = Source.load(init)
-        if start.cfg != net:
-            raise GanMemoryError(f"--init '{init}' is a source of network {start.cfg.to_dict()}, not "
-                                 f"{net.to_dict()}: give its --resolution, --nf, --z-dim and --output")
+    start = Source.load(init) if init is not None else None
+    if start is not None and start.cfg != net:
+        raise GanMemoryError(f"--init '{init}' is a source of network {start.cfg.to_dict()}, not "
+                             f"{net.to_dict()}: give its --resolution, --nf, --z-dim and --output")
+    init_record = _init_record(start)
     if resume:
         meta = read_meta(ckpt)
         train = train.continuing(meta.get("train"))
@@ -59,7 +58,7 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
                 bool(meta.get("dedupe")) != dedupe:
             raise GanMemoryError(f"cannot resume '{ckpt}': it was trained with data '{meta.get('data')}' "
                                  f"and network {meta.get('net')}, not '{data_spec}' and {net.to_dict()}")
-        if meta.get("init") != _init_record(start):
+        if meta.get("init") != init_record:
             was = (meta.get("init") or {}).get("hash")
             raise GanMemoryError(f"cannot resume '{ckpt}': it started from "
                                  f"{f'the source with hash {was}' if was else 'random weights'}, and "
@@ -83,7 +82,7 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
     G, D = G.to(device), D.to(device)
     trainer = GANTrainer(G, D, train, dist=dist)
     ckpt_meta = {"data": data_spec, "net": net.to_dict(), "train": train.to_dict(), "dedupe": dedupe,
-                 "init": _init_record(start)}
+                 "init": init_record}
     prior_seconds = 0.0
     if resume:
         prior_seconds = float(load_checkpoint(trainer, ckpt).get("seconds", 0.0))
@@ -105,8 +104,8 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
     info = {"data": data_spec, "dedupe": dedupe, "images": len(data), "iterations": trainer.iteration,
             "train": train.to_dict(), "wall_seconds": round(seconds, 1),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "processes": dist.world_size}
-    if start is not None:
-        info["init"] = _init_record(start)
+    if init_record is not None:
+        info["init"] = init_record
     source = Source(net, trainer.G_ema.cpu(), trainer.D.cpu(), info)
     h = source.save(out / "source.safetensors", dtype=source_dtype)
     barrier()
