@@ -89,7 +89,8 @@ def main() -> None:
     cfg = TrainConfig(iters=a.iters, flip=a.flip, sample_every=0, ckpt_every=0, log_every=100)
     scorers = {t: Scorer(t, res, "fd-el0", a.n) for t in TASKS}
     results = {"config": vars(a), "machine": f"{cpu_name()} ({platform.machine()}), {torch.get_num_threads()} "
-               f"threads, torch {torch.__version__}", "date": time.strftime("%Y-%m-%d"), "curves": {}, "params": {}}
+               f"threads, torch {torch.__version__}", "date": time.strftime("%Y-%m-%d"),
+               "source_hash": src.file_hash, "curves": {}, "params": {}}
     extractor = build_extractor("el0")
     results["floor"] = {t: real_floor(t, res, a.n, extractor, seed=1) for t in TASKS}
     print("floor:", results["floor"], flush=True)
