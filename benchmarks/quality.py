@@ -42,7 +42,6 @@ from ganmemory.evaluate import CASProtocol, classification_accuracy_score, real_
 from ganmemory.memory import MemoryBank
 from ganmemory.metrics.features import build_extractor
 from ganmemory.plots import plot_curves
-from ganmemory.source import Source
 from ganmemory.train import TrainConfig
 from ganmemory.train.precision import cpu_name
 
@@ -89,12 +88,13 @@ def main() -> None:
     out.mkdir(parents=True)
     t_all = time.perf_counter()
     results = {"date": time.strftime("%Y-%m-%d"), "processor": cpu_name(), "threads": torch.get_num_threads(),
-               "n": a.n, "train": TRAIN, "test": TEST, "source_hash": Source.load().file_hash, "tasks": {}}
+               "n": a.n, "train": TRAIN, "test": TEST, "tasks": {}}
     print(f"{results['processor']}, {results['threads']} threads", flush=True)
     results["floor"] = real_floor(TEST, 32, a.n, build_extractor("el0"))
     print(f"floor: FD-EL0 {results['floor']:.2f} between two halves of {TEST} (n = {a.n})", flush=True)
     protocol = CASProtocol(per_class=a.per_class, steps=a.cas_steps)
     bank = MemoryBank.create(out / "bank")
+    results["source_hash"] = bank.source.file_hash
     for (name, conditional), minutes in zip(RUNS, a.minutes):
         if name not in a.tasks:
             continue
