@@ -107,6 +107,16 @@ def test_lazy_r1_weights_every_nth_step(tiny_cfg):
     assert r1s[0] > 0 and r1s[2] > 0 and r1s[1] == 0 and r1s[3] == 0
 
 
+def test_log_carries_the_latest_lazy_r1(tiny_cfg, tmp_path):
+    # with R1 every 4th step, the logged steps 2 and 4 compute none; the log must not say 0
+    tr = _trainer(tiny_cfg, 4, r1_every=4)
+    tr.cfg = TrainConfig(iters=4, batch_size=4, log_every=2, sample_every=0, ckpt_every=0, r1_every=4)
+    fit(tr, _images(), tmp_path, ckpt_meta={}, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [2, 4]
+    assert all(r["r1"] > 0 for r in records)
+
+
 def test_train_log_and_samples_written(tiny_cfg, tmp_path):
     tr = _trainer(tiny_cfg, 4)
     tr.cfg = TrainConfig(iters=4, batch_size=4, log_every=2, sample_every=2, ckpt_every=2)

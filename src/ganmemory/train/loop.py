@@ -83,7 +83,9 @@ def fit(trainer: GANTrainer, data: ImageSet, out_dir: str | os.PathLike, *,
             continue
         if it % cfg.log_every == 0 or it == cfg.iters:
             bar.set_postfix(d=f"{stats['d_loss_real'] + stats['d_loss_fake']:.3f}", g=f"{stats['g_loss']:.3f}")
-            record = {"iteration": it, "seconds": round(time.perf_counter() - t0, 3), **{k: round(v, 5) for k, v in stats.items()}}
+            # lazy R1 runs on every r1_every-th step only: log the latest value it computed
+            logged = {**stats, "r1": trainer.r1_last}
+            record = {"iteration": it, "seconds": round(time.perf_counter() - t0, 3), **{k: round(v, 5) for k, v in logged.items()}}
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
         if cfg.sample_every and (it % cfg.sample_every == 0 or it == cfg.iters):

@@ -88,6 +88,7 @@ class GANTrainer:
         self.opt_g = torch.optim.Adam(self.g_params, lr=cfg.lr_g, **adam)
         self.opt_d = torch.optim.Adam(self.d_params, lr=cfg.lr_d, **adam)
         self.iteration = 0
+        self.r1_last = 0.0  # the latest R1 computed: with lazy R1, most steps compute none
 
     @property
     def device(self) -> torch.device:
@@ -124,6 +125,8 @@ class GANTrainer:
                 r1 = r1_penalty(real_logits, real)
                 loss = loss + (self.cfg.r1_gamma * self.cfg.r1_every) * r1
             loss.backward()
+        if use_r1:
+            self.r1_last = r1.item()
         average_gradients(self.d_params, self.dist.world_size)
         self.opt_d.step()
         return {"d_loss_real": loss_real.item(), "d_loss_fake": loss_fake.item(), "r1": r1.item(),
