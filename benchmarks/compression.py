@@ -15,7 +15,9 @@ The score is FD-EL0, a Fréchet distance on EfficientNet-Lite0 features (not FID
 the "before" score is the stored task's, learned without --lowrank: the two runs differ by the
 training path as well as by the compression. Targets: at most 5 % of G per task on average, with at most a
 10 % rise in FD-EL0. The after-the-fact modes also report the share of each task's change from
-the source that compression lost (``change_lost``). Writes OUT/results.json and OUT/table.md.
+the source that compression lost (``change_lost``). Writes OUT/results.json, OUT/table.md and,
+next to every score a sample grid, OUT/MODE-ENERGY/grids/TASK.png: 32 of the stored task's
+samples (top four rows) over the compressed task's from the same 32 latents (bottom four rows).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 from ganmemory.atomic import atomic_write_bytes, atomic_write_json
 from ganmemory.compress import LowRankConfig
 from ganmemory.evaluate import Scorer, evaluate_task
+from ganmemory.images import save_grid
 from ganmemory.memory import MemoryBank
 from ganmemory.train import TrainConfig
 
@@ -48,6 +51,16 @@ def change_lost(bank: MemoryBank, small: MemoryBank, name: str) -> float:
             lost += float(((comp["G." + key].double() - m) ** 2).sum())
             change += float(((m - s.double()) ** 2).sum())
     return lost / max(change, 1e-300)
+
+
+GRID_N = 32  # samples per half of a before/after grid
+
+
+def save_before_after(bank: MemoryBank, small: MemoryBank, name: str, path: Path) -> None:
+    """The stored task's samples over the compressed task's, from the same latents."""
+    x = torch.cat([bank.sample(name, GRID_N, seed=0), small.sample(name, GRID_N, seed=0)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(x, path, nrow=8, scale=2)
 
 
 def learn_lowrank(bank: MemoryBank, names: list[str], dest: MemoryBank, energy: float, init: str) -> list[dict]:
@@ -99,10 +112,12 @@ def main() -> None:
             for r in rows:
                 t = r["task"]
                 fd = evaluate_task(small, t, small.task_meta(t)["data"], scorer=scorers[t])["value"]
+                grid = dest / "grids" / f"{t}.png"
+                save_before_after(bank, small, t, grid)
                 # a task learned again (trained) is another run: its weights are not comparable
                 lost = None if mode == "trained" else change_lost(bank, small, t)
                 r.update({"mode": mode, "energy": energy, "FD-EL0": fd, "FD-EL0_before": before[t],
-                          "change_lost": lost})
+                          "change_lost": lost, "grid": str(grid)})
                 results["runs"].append(r)
                 lines.append(f"| {mode} | {energy} | {t} | {r['parameters_before']:,} -> {r['parameters_after']:,} | "
                              f"{100 * r['parameters_after'] / n_g:.2f} % | {before[t]:.1f} -> {fd:.1f} | "
