@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ganmemory.atomic import atomic_write
 from ganmemory.data import ImageSet, load_data
 from ganmemory.data.imageio import SkippedImage, load_image
 
@@ -52,10 +54,13 @@ def icon_files(debs: Path) -> list[Path]:
     return files
 
 
-def write_pngs(images, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+def write_pngs(images: np.ndarray, folder: Path) -> None:
+    """One PNG per image, each written atomically; a folder left by an earlier run is replaced."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     for i, img in enumerate(images):
-        Image.fromarray(img).save(folder / f"{i:05d}.png")
+        pil = Image.fromarray(img)
+        atomic_write(folder / f"{i:05d}.png", lambda tmp, pil=pil: pil.save(tmp, format="PNG"))
 
 
 def main() -> None:
