@@ -56,9 +56,9 @@ def change_lost(bank: MemoryBank, small: MemoryBank, name: str) -> float:
 GRID_N = 32  # samples per half of a before/after grid
 
 
-def save_before_after(bank: MemoryBank, small: MemoryBank, name: str, path: Path) -> None:
-    """The stored task's samples over the compressed task's, from the same latents."""
-    x = torch.cat([bank.sample(name, GRID_N, seed=0), small.sample(name, GRID_N, seed=0)])
+def save_before_after(stored: torch.Tensor, small: MemoryBank, name: str, path: Path) -> None:
+    """The stored task's samples (``stored``, seed 0) over the compressed task's, same latents."""
+    x = torch.cat([stored, small.sample(name, GRID_N, seed=0)])
     path.parent.mkdir(parents=True, exist_ok=True)
     save_grid(x, path, nrow=8, scale=2)
 
@@ -95,6 +95,7 @@ def main() -> None:
     n_g = bank.generator_param_count()[1]
     scorers = {t: Scorer(bank.task_meta(t)["data"], bank.cfg.resolution, "fd-el0", a.n) for t in names}
     before = {t: evaluate_task(bank, t, bank.task_meta(t)["data"], scorer=scorers[t])["value"] for t in names}
+    stored_x = {t: bank.sample(t, GRID_N, seed=0) for t in names}  # the grids' top halves
     results = {"bank": a.bank, "n": a.n, "lowrank_init": a.lowrank_init, "date": time.strftime("%Y-%m-%d"), "generator_parameters": n_g,
                "before": {t: {"FD-EL0": before[t], "parameters": bank.task_meta(t)["task_parameters"]}
                           for t in names}, "runs": []}
@@ -113,7 +114,7 @@ def main() -> None:
                 t = r["task"]
                 fd = evaluate_task(small, t, small.task_meta(t)["data"], scorer=scorers[t])["value"]
                 grid = dest / "grids" / f"{t}.png"
-                save_before_after(bank, small, t, grid)
+                save_before_after(stored_x[t], small, t, grid)
                 # a task learned again (trained) is another run: its weights are not comparable
                 lost = None if mode == "trained" else change_lost(bank, small, t)
                 r.update({"mode": mode, "energy": energy, "FD-EL0": fd, "FD-EL0_before": before[t],
