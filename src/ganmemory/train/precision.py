@@ -24,11 +24,12 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf
 
 
 def _cpuinfo(key: str) -> str | None:
-    """The first ``key`` line of /proc/cpuinfo (Linux), or None."""
+    """The value of the first ``key`` line of /proc/cpuinfo (Linux), or None."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip()
+            name, sep, value = line.partition(":")
+            if sep and name.strip() == key:
+                return value.strip()
     except OSError:
         pass
     return None
@@ -38,9 +39,25 @@ def cpu_flags() -> set[str]:
     return set((_cpuinfo("flags") or "").split())
 
 
+# the instruction sets that change a step's speed and, through the kernels chosen, its rounding
+_CPU_FEATURES = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+
+
 def cpu_name() -> str:
-    """The processor's model name, which every speed figure names."""
-    return _cpuinfo("model name") or platform.processor() or platform.machine()
+    """The processor, as every speed figure names it: model name, family and model, and its
+    widest vector instructions, e.g. ``AMD EPYC (family 25 model 17; AVX-512 BF16, AVX-512)``.
+
+    Machines sold under one model name differ in these, and so do their speed and the float
+    rounding of their kernels."""
+    name = _cpuinfo("model name") or platform.processor() or platform.machine()
+    family, model = _cpuinfo("cpu family"), _cpuinfo("model")
+    flags = cpu_flags()
+    features = [label for flag, label in _CPU_FEATURES if flag in flags]
+    if "AVX-512" in features and "AVX2" in features:
+        features.remove("AVX2")  # implied by AVX-512
+    where = f"family {family} model {model}" if family and model else ""
+    detail = "; ".join(part for part in (where, ", ".join(features)) if part)
+    return f"{name} ({detail})" if detail else name
 
 
 def bf16_native(device: str | torch.device) -> bool:
