@@ -21,11 +21,11 @@ from .store import load_artifact, prefixed, save_artifact, tensors_hash, unprefi
 
 SOURCE_FORMAT = "ganmemory-source"
 SOURCE_VERSION = 1
-DEFAULT_SOURCE_NAME = "openclipart32.safetensors"
+DEFAULT_SOURCE_NAME = "source32.safetensors"
 
 
 def default_source_path() -> Path:
-    """The source shipped inside the package (32 px, trained on openclipart)."""
+    """The source shipped inside the package (32 px, trained on openclipart and desktop icons)."""
     return Path(str(resources.files("ganmemory") / "assets" / DEFAULT_SOURCE_NAME))
 
 

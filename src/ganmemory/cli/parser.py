@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = _add(sub, "init", "create a memory bank over a source",
              "examples:\n  ganmemory init --out bank/                      # over the shipped source\n"
              "  ganmemory init --source runs/src/source.safetensors --out bank/")
-    b.add_argument("--source", metavar="FILE", help="source file (default: the shipped openclipart source)")
+    b.add_argument("--source", metavar="FILE", help="source file (default: the shipped source)")
     b.add_argument("--out", required=True, metavar="BANK", help="new bank folder")
 
     ln = _add(sub, "learn", "learn a new task into a bank (only its own small parameters are trained)",
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
               "  ganmemory demo --iters 100 --out /tmp/demo")
     dm.add_argument("--out", default="ganmemory-demo", metavar="DIR", help="output folder (an earlier demo's is replaced)")
     dm.add_argument("--iters", type=_positive, default=500, help="iterations per task")
-    dm.add_argument("--source", metavar="FILE", help="source file (default: the shipped openclipart source)")
+    dm.add_argument("--source", metavar="FILE", help="source file (default: the shipped source)")
     dm.add_argument("--seed", type=_seed, default=0, help="training and sampling seed")
     dm.add_argument("--eval-n", type=_nonnegative, default=1000, metavar="N",
                     help="images per FD-EL0 score of each task before and after learning (0: no scores)")
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
              "  ganmemory sample --source runs/src/source.safetensors -n 16 --out-dir imgs/")
     s.add_argument("--memory", metavar="BANK", help="bank folder (with --task)")
     s.add_argument("--task", metavar="NAME", help="task to sample (with --memory)")
-    s.add_argument("--source", metavar="FILE", help="source file (default: the shipped openclipart source)")
+    s.add_argument("--source", metavar="FILE", help="source file (default: the shipped source)")
     s.add_argument("--class", dest="classes", action="append", metavar="C",
                    help="class of a conditional task (repeatable; -n images each)")
     s.add_argument("-n", type=_count(MAX_DRAW), default=64, help=f"number of images (per --class; at most {MAX_DRAW:,})")

@@ -50,7 +50,7 @@ class GanMemoryReplay(GenerativeReplay):
         cfg, out, log: as :class:`Strategy`.
         gan: the GAN options per task (default ``replay_gan_config(cfg.seed)``: 2,000
             iterations, batch 16, conditional, no flips).
-        source: the frozen source (default: the shipped openclipart source).
+        source: the frozen source (default: the shipped source).
         bank: the memory bank folder (default OUT/memory). A task already in the bank with the
             same data and GAN options is reused, not learned again; a clash is an error.
         progress: show the GAN's progress bar.

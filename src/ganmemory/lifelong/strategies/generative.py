@@ -75,7 +75,7 @@ class ReplayGanOptions(StrategyOptions):
     gan_batch: int = field(default=16, metadata={"help": "GAN batch size"})
     gan_lr: float = field(default=REPLAY_GAN_LR, metadata={"help": "GAN Adam learning rate (G and D)", "metavar": "LR"})
     source: str | None = field(default=None, metadata={
-        "help": "source GAN (default: the shipped openclipart source)", "metavar": "FILE"})
+        "help": "source GAN (default: the shipped source)", "metavar": "FILE"})
 
 
 class GenerativeReplay(Strategy):
