@@ -20,7 +20,6 @@ def test_bf16_falls_back_to_fp32_with_one_line_where_it_would_be_emulated(monkey
     assert prec.resolve("fp32", "cpu", lines.append) == "fp32" and len(lines) == 1
 
 
-
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
 cpu family\t: 25
@@ -32,14 +31,15 @@ flags\t\t: fpu sse avx2 avx512f avx512_bf16
 
 def test_the_cpu_name_tells_machines_of_one_model_name_apart(monkeypatch, tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text(CPUINFO)
-    real_path = prec.Path
-    monkeypatch.setattr(prec, "Path", lambda p: info if p == "/proc/cpuinfo" else real_path(p))
+    info.write_text(CPUINFO + "\n" + CPUINFO.replace(": 0", ": 1").replace("AMD EPYC", "second"))
+    monkeypatch.setattr(prec, "CPUINFO", info)
     assert prec.cpu_name() == "AMD EPYC (family 25 model 17; AVX-512 BF16, AVX-512)"
     info.write_text(CPUINFO.replace(" avx512f avx512_bf16", ""))
     assert prec.cpu_name() == "AMD EPYC (family 25 model 17; AVX2)"
     info.write_text("model name\t: Some CPU\n")
     assert prec.cpu_name() == "Some CPU"
+    assert prec.cpu_flags() == set()
+
 
 def test_the_precision_is_a_checked_stored_option():
     with pytest.raises(GanMemoryError, match="option --precision must be one of fp32, bf16, got 'fp16'"):

@@ -23,20 +23,29 @@ PRECISIONS = ("fp32", "bf16")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
 
 
-def _cpuinfo(key: str) -> str | None:
-    """The value of the first ``key`` line of /proc/cpuinfo (Linux), or None."""
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (Linux), read once per call; {} elsewhere."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            name, sep, value = line.partition(":")
-            if sep and name.strip() == key:
-                return value.strip()
+        text = CPUINFO.read_text()
     except OSError:
-        pass
-    return None
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(name.strip(), value.strip())
+    return fields
+
+
+def _flags(info: dict[str, str]) -> set[str]:
+    return set(info.get("flags", "").split())
 
 
 def cpu_flags() -> set[str]:
-    return set((_cpuinfo("flags") or "").split())
+    return _flags(_cpuinfo())
 
 
 # the instruction sets that change a step's speed and, through the kernels chosen, its rounding
@@ -49,9 +58,10 @@ def cpu_name() -> str:
 
     Machines sold under one model name differ in these, and so do their speed and the float
     rounding of their kernels."""
-    name = _cpuinfo("model name") or platform.processor() or platform.machine()
-    family, model = _cpuinfo("cpu family"), _cpuinfo("model")
-    flags = cpu_flags()
+    info = _cpuinfo()
+    name = info.get("model name") or platform.processor() or platform.machine()
+    family, model = info.get("cpu family"), info.get("model")
+    flags = _flags(info)
     features = [label for flag, label in _CPU_FEATURES if flag in flags]
     if "AVX-512" in features and "AVX2" in features:
         features.remove("AVX2")  # implied by AVX-512
