@@ -62,6 +62,23 @@ def test_the_tiny_map_routes_are_taken_and_plain_ops_turns_them_off(monkeypatch)
     assert routed()
 
 
+def test_cpu_convs_run_channels_last_and_the_generator_returns_contiguous_images(tiny_cfg):
+    from ganmemory.nets import Generator
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 8, 8, requires_grad=True)
+    w = torch.randn(6, 8, 3, 3, requires_grad=True)
+    y = same_conv2d(x, w, None, 1)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    want = F.conv2d(x, w, None, padding=1)
+    torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(want)
+    for a, e in zip(torch.autograd.grad(y, (x, w), g), torch.autograd.grad(want, (x, w), g), strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4)
+    images = Generator(tiny_cfg)(torch.randn(3, tiny_cfg.z_dim))
+    assert images.is_contiguous()  # safetensors and every consumer read it as stored
+
+
 def test_conv2d_keeps_nn_conv2d_names_and_function():
     torch.manual_seed(0)
     ours, plain = Conv2d(4, 6, 3, padding=1), torch.nn.Conv2d(4, 6, 3, padding=1)

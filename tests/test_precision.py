@@ -42,10 +42,29 @@ def test_the_cpu_name_tells_machines_of_one_model_name_apart(monkeypatch, tmp_pa
 
 
 def test_the_precision_is_a_checked_stored_option():
-    with pytest.raises(GanMemoryError, match="option --precision must be one of fp32, bf16, got 'fp16'"):
+    with pytest.raises(GanMemoryError, match="option --precision must be one of auto, fp32, bf16, got 'fp16'"):
         TrainConfig(precision="fp16")
+    assert TrainConfig().precision == "auto"
     stored = {k: v for k, v in TrainConfig().to_dict().items() if k != "precision"}
-    assert TrainConfig.from_dict(stored).precision == "fp32"
+    assert TrainConfig.from_dict(stored).precision == "fp32"  # files from before the option ran fp32
+
+
+def test_auto_is_bf16_where_native_and_fp32_elsewhere_without_a_note(monkeypatch):
+    lines = []
+    monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert prec.resolve("auto", "cpu", lines.append) == "bf16"
+    monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx2"})
+    assert prec.resolve("auto", "cpu", lines.append) == "fp32"
+    assert lines == []
+
+
+def test_a_run_resumed_under_auto_keeps_the_precision_it_ran_in():
+    stored = TrainConfig(precision="bf16").to_dict()
+    assert TrainConfig().continuing(stored).precision == "bf16"
+    assert TrainConfig().continuing({**stored, "precision": "fp32"}).precision == "fp32"
+    before_the_option = {k: v for k, v in stored.items() if k != "precision"}
+    assert TrainConfig().continuing(before_the_option).precision == "fp32"
+    assert TrainConfig(precision="fp32").continuing(stored).precision == "fp32"  # explicit: checked, not replaced
 
 
 def _steps(tiny_cfg, precision, n=3):
@@ -81,4 +100,42 @@ def test_learn_stores_the_precision_that_ran(tmp_path, tiny_source, image_folder
     monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx512_bf16"})
     bank.learn("c", image_folder["c"], TrainConfig(**cfg), progress=False, log=lines.append)
     assert bank.task_meta("c")["train"]["precision"] == "bf16"
+    auto = {**cfg, "precision": "auto"}
+    bank.learn("d", image_folder["c"], TrainConfig(**auto), progress=False, log=lines.append)
+    assert bank.task_meta("d")["train"]["precision"] == "bf16"
+    monkeypatch.setattr(prec, "cpu_flags", lambda: set())
+    bank.learn("e", image_folder["c"], TrainConfig(**auto), progress=False, log=lines.append)
+    assert bank.task_meta("e")["train"]["precision"] == "fp32"
+    assert sum("falls back" in m for m in lines) == 1  # auto falls back without a note
     assert torch.equal(bank.sample("a", 8, seed=0), x)  # sampling is float32: old tasks unchanged
+
+
+def test_the_trainer_resolves_auto_on_its_device(tiny_cfg, monkeypatch):
+    G, D = Generator(tiny_cfg), Discriminator(tiny_cfg)
+    monkeypatch.setattr(prec, "cpu_flags", lambda: {"amx_bf16"})
+    assert GANTrainer(G, D, TrainConfig()).precision == "bf16"
+    monkeypatch.setattr(prec, "cpu_flags", lambda: set())
+    assert GANTrainer(G, D, TrainConfig()).precision == "fp32"
+    assert GANTrainer(G, D, TrainConfig(precision="bf16")).precision == "fp32"
+
+
+@pytest.mark.parametrize("strategy", ["gan-memory", "mergan"])
+def test_replay_gans_store_the_precision_they_run_in_and_a_resumed_run_keeps_it(tmp_path, tiny_source, monkeypatch,
+                                                                               strategy):
+    from ganmemory.lifelong.config import LifelongConfig
+    from ganmemory.lifelong.strategies.gan_memory import GanMemoryReplay
+    from ganmemory.lifelong.strategies.mergan import MerGAN
+
+    cls = {"gan-memory": GanMemoryReplay, "mergan": MerGAN}[strategy]
+    cfg = LifelongConfig(resolution=16)
+    monkeypatch.setattr(prec, "cpu_flags", lambda: {"amx_bf16"})
+    fresh = cls(cfg, tmp_path / "a", lambda _: None, source=tiny_source)
+    assert fresh.gan.precision == "bf16" and fresh.options()["gan"]["precision"] == "bf16"
+    resumed = cls(cfg, tmp_path / "b", lambda _: None, source=tiny_source)
+    stored = {"gan": {k: v for k, v in resumed.options()["gan"].items() if k != "precision"}}
+    resumed.continuing(stored)  # stored before the option existed: it ran fp32
+    assert resumed.gan.precision == "fp32"
+    explicit = cls(cfg, tmp_path / "c", lambda _: None, source=tiny_source,
+                   gan=TrainConfig(conditional=True, precision="bf16"))
+    explicit.continuing(stored)  # an explicit precision is compared, not replaced
+    assert explicit.gan.precision == "bf16"

@@ -36,8 +36,6 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
     """
     dist = dist or DistContext(device=device)
     device = dist.device
-    train = replace(train, precision=resolve(train.precision, device, print if progress and dist.is_writer
-                                             else (lambda _: None)))
     train.check_divisible(dist.world_size)
     out = Path(out_dir)
     ckpt = out / "checkpoint.safetensors"
@@ -51,9 +49,11 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
         raise GanMemoryError(f"--init '{init}' is a source of network {start.cfg.to_dict()}, not "
                              f"{net.to_dict()}: give its --resolution, --nf, --z-dim and --output")
     init_record = _init_record(start)
+    meta = read_meta(ckpt) if resume else {}
+    train = train.continuing(meta.get("train"))  # under "auto", a resumed run keeps its precision
+    train = replace(train, precision=resolve(train.precision, device, print if progress and dist.is_writer
+                                             else (lambda _: None)))
     if resume:
-        meta = read_meta(ckpt)
-        train = train.continuing(meta.get("train"))
         if meta.get("data") != data_spec or meta.get("net") != net.to_dict() or \
                 bool(meta.get("dedupe")) != dedupe:
             raise GanMemoryError(f"cannot resume '{ckpt}': it was trained with data '{meta.get('data')}' "

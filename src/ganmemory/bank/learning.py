@@ -77,11 +77,13 @@ class Learning(LowRankStore):
                               "to replace it, or choose another --task name")
 
     def _check_start(self, name: str, data_spec: str, train: TrainConfig, resume: bool, overwrite: bool,
-                     dist: DistContext, lowrank: LowRankConfig | None) -> tuple[Path, TrainConfig]:
+                     dist: DistContext, lowrank: LowRankConfig | None,
+                     log: Callable[[str], None]) -> tuple[Path, TrainConfig]:
         """Refuse a learn that would overwrite or drop work without being told to, or resume
         another run; clear an unfinished learn that ``overwrite`` replaces. Returns the path of
-        the task's training checkpoint and the options to train with (a resumed learn keeps the
-        seed rule it began with)."""
+        the task's training checkpoint and the options to train with: the precision resolved for
+        this device (a resumed learn keeps the seed rule it began with, and under ``auto`` its
+        precision)."""
         train.check_divisible(dist.world_size)
         path, work = self._task_path(name), self.root / "work" / name
         ckpt = work / "checkpoint.safetensors"
@@ -96,14 +98,14 @@ class Learning(LowRankStore):
             barrier()  # every rank has seen the checkpoint before rank 0 removes it
             if dist.is_writer:
                 shutil.rmtree(work)
-        if resume:
-            meta = read_meta(ckpt)
-            train = train.continuing(meta.get("train"))
-            if meta.get("data") != data_spec or not isinstance(meta.get("train"), dict) \
-                    or not train.resumes(meta["train"]) \
-                    or meta.get("lowrank") != (lowrank.to_dict() if lowrank else None):
-                raise GanMemoryError(f"cannot resume task '{name}': it was started with data "
-                                     f"'{meta.get('data')}' and other options; only --iters may change")
+        meta = read_meta(ckpt) if resume else {}
+        train = train.continuing(meta.get("train"))
+        train = replace(train, precision=resolve(train.precision, dist.device, log))  # what runs is stored
+        if resume and (meta.get("data") != data_spec or not isinstance(meta.get("train"), dict)
+                       or not train.resumes(meta["train"])
+                       or meta.get("lowrank") != (lowrank.to_dict() if lowrank else None)):
+            raise GanMemoryError(f"cannot resume task '{name}': it was started with data "
+                                 f"'{meta.get('data')}' and other options; only --iters may change")
         return ckpt, train
 
     def _trainer(self, name: str, n_classes: int, train: TrainConfig, resume: bool, ckpt: Path, dist: DistContext,
@@ -131,8 +133,7 @@ class Learning(LowRankStore):
     def _learn(self, name: str, data_spec: str, data: ImageSet, train: TrainConfig, *, resume: bool, overwrite: bool,
                progress: bool, log: Callable[[str], None], dist: DistContext, eval_every: int, eval_n: int,
                eval_metric: str, eval_data: str, lowrank: LowRankConfig | None) -> dict[str, Any]:
-        train = replace(train, precision=resolve(train.precision, dist.device, log))  # what runs is stored
-        ckpt, train = self._check_start(name, data_spec, train, resume, overwrite, dist, lowrank)
+        ckpt, train = self._check_start(name, data_spec, train, resume, overwrite, dist, lowrank, log)
         work = ckpt.parent
         if data.note and dist.is_writer:
             log(f"note: {data.note}")

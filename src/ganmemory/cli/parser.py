@@ -343,8 +343,9 @@ def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None, preset
     g.add_argument("--seed", type=_seed, default=c.seed, help="seed of the weights, batch order and noise")
     from ..train.precision import PRECISIONS
     g.add_argument("--precision", choices=PRECISIONS, default=c.precision,
-                   help="bf16: autocast the networks in bfloat16 where the processor has it natively "
-                        "(AVX-512 BF16, AMX, or a recent GPU), else fp32 with a note; stored with the result")
+                   help="auto: bf16 where the processor computes it natively (AVX-512 BF16, AMX, or a "
+                        "recent GPU), else fp32; bf16: that, or fp32 with a note; fp32: always. What ran is "
+                        "stored with the result; a resumed run keeps its precision (default: %(default)s)")
     g.add_argument("--log-every", type=_positive, default=c.log_every, help="JSON-lines log record every N steps")
     g.add_argument("--sample-every", type=_nonnegative, default=c.sample_every, help="sample grid every N steps (0: never)")
     g.add_argument("--ckpt-every", type=_nonnegative, default=c.ckpt_every, help="checkpoint every N steps (0: at the end)")

@@ -202,6 +202,7 @@ def run_lifelong(tasks: list[ClassTask], strategy_name: str, cfg: LifelongConfig
     out.mkdir(parents=True, exist_ok=True)
     strategy = make_strategy(strategy_name, cfg, out, log, strategy_kwargs)
     if saved is not None:
+        strategy.continuing(saved.get("strategy_options"))
         _check_same_run(out, saved, strategy, {"strategy": strategy_name, "tasks": [t.to_dict() for t in tasks],
                                      "config": cfg.to_dict(), "strategy options": strategy.options()})
     torch.manual_seed(cfg.seed)

@@ -76,4 +76,5 @@ class Generator(TaskModule):
         x = self.conv_img(actvn(h))  # [N, 3, R, R]
         if hasattr(self, "colour"):
             x = self.colour(x)
+        x = x.contiguous()  # the convolutions may leave it channels-last (nets/ops.py)
         return torch.tanh(x) if cfg.output == "tanh" else x

@@ -48,7 +48,7 @@ class TrainConfig:
     ema_rampup: float = 0.05
     seed: int = 0  # seeds the batch order and every random draw, step by step
     seeds: str = "sha256"  # how each draw's seed derives from ``seed`` (ganmemory.seeds)
-    precision: str = "fp32"  # "bf16": autocast where the hardware has bf16 (train/precision.py)
+    precision: str = "auto"  # bf16 autocast where the hardware has bf16 natively, else fp32 (train/precision.py)
     flip: bool = True  # random horizontal flips of real images
     conditional: bool = False  # feed the data's class labels to G and D
     log_every: int = 100  # JSON-lines log record every N steps
@@ -107,9 +107,15 @@ class TrainConfig:
 
     def continuing(self, stored: dict) -> "TrainConfig":
         """These options under the seed rule of the run whose stored config is ``stored``: the rule
-        is not a user's option, and a resumed run keeps the one it began with."""
-        rule = with_added_options(stored).get("seeds") if isinstance(stored, dict) else None
-        return replace(self, seeds=rule) if rule in RULES else self
+        is not a user's option, and a resumed run keeps the one it began with. So does a run
+        resumed under ``precision="auto"``: it keeps the precision it ran in."""
+        if not isinstance(stored, dict):
+            return self
+        stored = with_added_options(stored)
+        out = replace(self, seeds=stored["seeds"]) if stored.get("seeds") in RULES else self
+        if self.precision == "auto" and stored.get("precision") in PRECISIONS:
+            out = replace(out, precision=stored["precision"])
+        return out
 
     def check_divisible(self, world_size: int) -> None:
         if self.batch_size % world_size:

@@ -1,13 +1,17 @@
 """Mixed precision: bf16 autocast for the networks' forward and backward passes.
 
+``TrainConfig.precision`` is ``"auto"`` (the default), ``"fp32"`` or ``"bf16"``. ``auto`` is bf16
+where the device computes it natively and fp32 elsewhere; the precision that ran is what a task,
+a checkpoint or a source stores.
+
 Under ``TrainConfig.precision == "bf16"`` the convolutions and matrix products of G and D run in
 bfloat16; everything that decides stability stays in float32: the parameters and Adam's state,
 the EMA, the logits the losses read, R1's input gradient and its norm. Sampling from a bank is
 always float32, so old tasks stay bit-identical whatever precision trained them.
 
 bf16 pays only where the hardware has it: on a CPU, AVX-512 BF16 or AMX; on a GPU, compute
-capability 8.0 or newer. Elsewhere PyTorch emulates it, slower than float32, so ``learn`` and
-``pretrain`` fall back to float32 with one line saying so (``resolve``) and store what ran.
+capability 8.0 or newer. Elsewhere PyTorch emulates it, slower than float32, so an explicit
+``bf16`` falls back to float32 with one line saying so (``resolve``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Callable, ContextManager
 
 import torch
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
 
 
@@ -81,7 +85,10 @@ def bf16_native(device: str | torch.device) -> bool:
 
 
 def resolve(precision: str, device: str | torch.device, log: Callable[[str], None]) -> str:
-    """The precision to train with: ``precision``, or fp32 where bf16 would be emulated."""
+    """The precision to train with on ``device``: fp32 or bf16. ``auto`` is bf16 where it is
+    native; an explicit bf16 falls back to fp32, with a line to ``log``, where it would be emulated."""
+    if precision == "auto":
+        return "bf16" if bf16_native(device) else "fp32"
     if precision == "bf16" and not bf16_native(device):
         where = "this processor has neither AVX-512 BF16 nor AMX" if torch.device(device).type == "cpu" \
             else f"device {device} has no native bf16"
@@ -91,7 +98,8 @@ def resolve(precision: str, device: str | torch.device, log: Callable[[str], Non
 
 
 def autocast(precision: str, device: torch.device) -> ContextManager[None]:
-    """The context the forward passes run in: bf16 autocast, or nothing for fp32."""
+    """The context the forward passes run in for a resolved ``precision``: bf16 autocast, or
+    nothing for fp32."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -22,7 +22,7 @@ from ..store import optimizer_from_tensors, optimizer_to_tensors, prefixed, unpr
 from .config import TrainConfig
 from .ema import ema_beta_at, ema_update
 from .losses import d_loss_nonsaturating, g_loss_nonsaturating, r1_penalty
-from .precision import autocast
+from .precision import autocast, resolve
 
 
 class BatchSchedule:
@@ -66,9 +66,10 @@ class GANTrainer:
     loops over tensors. Both compute the same maths; results agree to float rounding
     (tested), so the choice is not stored with a task.
 
-    ``cfg.precision == "bf16"`` runs the forward passes of G and D under bf16 autocast
-    (``precision.py``); the logits are cast back to float32 before the losses and R1, and the
-    parameters, Adam's state and the EMA stay float32.
+    ``cfg.precision`` resolves on the parameters' device (``precision.resolve``; ``learn`` and
+    ``pretrain`` resolve it first, to store it). Under bf16 the forward passes of G and D run in
+    bf16 autocast (``precision.py``); the logits are cast back to float32 before the losses and
+    R1, and the parameters, Adam's state and the EMA stay float32.
 
     ``g_regulariser(iteration)`` may add a term to the generator's loss (or return None):
     ``learn --lowrank`` adds its singular-value penalty on every 10th step this way.
@@ -87,6 +88,7 @@ class GANTrainer:
         adam = dict(betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **({"fused": True} if fast else {"foreach": False}))
         self.opt_g = torch.optim.Adam(self.g_params, lr=cfg.lr_g, **adam)
         self.opt_d = torch.optim.Adam(self.d_params, lr=cfg.lr_d, **adam)
+        self.precision = resolve(cfg.precision, self.device, lambda _: None)
         self.iteration = 0
         self.r1_last = 0.0  # the latest R1 computed: with lazy R1, most steps compute none
 
@@ -98,7 +100,7 @@ class GANTrainer:
         return kernels_built_once(net) if self.fast else nullcontext()
 
     def _autocast(self) -> ContextManager[None]:
-        return autocast(self.cfg.precision, self.device)
+        return autocast(self.precision, self.device)
 
     def _z(self, n: int, gen: torch.Generator) -> torch.Tensor:
         return torch.randn(n, self.G.cfg.z_dim, generator=gen).to(self.device)  # [N, z_dim]

@@ -108,6 +108,10 @@ class Strategy:
         add, to compare with this run's; default: as stored."""
         return stored
 
+    def continuing(self, stored: Any) -> None:
+        """On resume, before the options are compared: take what a resumed run keeps from its
+        start, ``stored`` being ``options()`` as that run stored them; default: nothing."""
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The tensors a resumed run needs, saved with the classifier after every task (e.g. EWC's
         Fisher); default {}."""

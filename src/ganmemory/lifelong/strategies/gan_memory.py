@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +29,7 @@ from ..classifier import Classifier
 from ..config import LifelongConfig
 from ..judge import class_confidence, keep_most_confident, n_candidates, train_judge
 from ..tasks import ClassTask, TaskData
-from .generative import GenerativeReplay, ReplayGanOptions, draw_pool, replay_gan_config
+from .generative import GenerativeReplay, ReplayGanOptions, draw_pool
 
 
 def bank_task_name(index: int, task: ClassTask) -> str:
@@ -69,7 +69,7 @@ class GanMemoryReplay(GenerativeReplay):
                  gan: TrainConfig | None = None, source: str | Path | None = None,
                  bank: str | Path | None = None, progress: bool = True, device: str = "cpu") -> None:
         super().__init__(cfg, out, log)
-        self.gan = replace(gan or replay_gan_config(cfg.seed), seeds=cfg.seeds)  # the run's seed rule
+        self._set_gan(gan, device)
         if not self.gan.conditional:
             raise GanMemoryError("the gan-memory strategy needs a class-conditional GAN (conditional=True)")
         root = Path(bank) if bank is not None else self.out / "memory"

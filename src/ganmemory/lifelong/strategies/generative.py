@@ -9,7 +9,7 @@ classes (MeRGAN).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -18,7 +18,8 @@ import torch
 from ...images import to_uint8
 from ...source import latents
 from ...train import TrainConfig
-from ...train.config import with_added_options
+from ...train.config import PRECISIONS, with_added_options
+from ...train.precision import resolve
 from ..tasks import ClassTask
 from ..config import LifelongConfig
 from .base import ReplayPool, Strategy, StrategyOptions
@@ -95,6 +96,21 @@ class GenerativeReplay(Strategy):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.pool = ReplayPool()
+
+    def _set_gan(self, gan: TrainConfig | None, device: str) -> None:
+        """``self.gan``: ``gan`` (default ``replay_gan_config``) under the run's seed rule and with
+        its precision resolved for ``device``, as it runs and as ``options()`` stores it."""
+        gan = replace(gan or replay_gan_config(self.cfg.seed), seeds=self.cfg.seeds)
+        self._gan_auto, self._gan_device = gan.precision == "auto", device
+        self.gan = replace(gan, precision=resolve(gan.precision, device, self.log))
+
+    def continuing(self, stored: Any) -> None:
+        """A run resumed under precision ``auto`` keeps the GAN precision it ran in (as ``learn
+        --resume`` does); runs stored before the option ran fp32."""
+        if self._gan_auto and isinstance(stored, dict) and isinstance(stored.get("gan"), dict):
+            precision = with_added_options(stored["gan"]).get("precision")
+            if precision in PRECISIONS:
+                self.gan = replace(self.gan, precision=resolve(precision, self._gan_device, self.log))
 
     def real_per_batch(self, batch_size: int) -> int:
         return batch_size - generated_count(batch_size, self.cfg.replay_current)

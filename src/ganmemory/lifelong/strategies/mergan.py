@@ -16,7 +16,6 @@ rows grow as classes arrive: a new class's bias starts at zero and its D row at 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +32,7 @@ from ...train.loop import fit
 from ..classifier import Classifier
 from ..config import LifelongConfig
 from ..tasks import ClassTask, TaskData
-from .generative import GenerativeReplay, draw_pool, replay_gan_config
+from .generative import GenerativeReplay, draw_pool
 
 
 def grow_generator(G: Generator, n_classes: int) -> Generator:
@@ -82,7 +81,7 @@ class MerGAN(GenerativeReplay):
         if cfg.replay_keep < 1:  # its pools are redrawn from the changing GAN, long after the real data
             raise GanMemoryError("the replay judge (--replay-keep below 1) is for gan-memory; mergan redraws "
                                  "every pool after each task, when the old tasks' real images are gone")
-        self.gan = replace(gan or replay_gan_config(cfg.seed), seeds=cfg.seeds)  # the run's seed rule
+        self._set_gan(gan, device)
         self.src = Source.load(source)
         if self.src.cfg.resolution != cfg.resolution:
             raise GanMemoryError(f"the source is {self.src.cfg.resolution} px but the classifier reads "
