@@ -11,8 +11,8 @@ route to the same sums (float rounding aside):
   at 2x2 (``benchmarks/step_speed.py`` measures the whole step).
 
 Every other case is ``F.conv2d``; on the CPU in channels-last memory format (NHWC), which
-oneDNN's kernels prefer: on an Intel Xeon with AMX the whole training step ran 1.11-1.14x
-faster in fp32 and 1.25x in bf16 at 32 and 64 px (``benchmarks/step_speed.py``). Outputs keep
+oneDNN's kernels prefer: on an Intel Xeon with AMX the whole training step ran 1.03-1.12x
+faster in fp32 and 1.16-1.22x in bf16 at 64 and 32 px (``benchmarks/step_speed.py``). Outputs keep
 that format through the element-wise ops that follow; :class:`Generator` hands its images back
 contiguous. Stride is 1 and the padding keeps the size (k // 2).
 """
