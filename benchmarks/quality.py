@@ -2,15 +2,19 @@
 
     python benchmarks/quality.py                   # the full run: about 60 min on 2 CPU cores
     python benchmarks/quality.py --minutes 0.2 0.2 --n 64 --per-class 8 --cas-steps 10 --out /tmp/q   # smoke test
+    python benchmarks/quality.py --tasks mnist --cfg '{"lr_decay": 0.3}'   # another recipe, same wall time
+    python benchmarks/quality.py --tasks mnist --iters 3000 0 --checkpoints 1   # a fixed number of steps
 
 Two tasks over the shipped 32 px source, each learned with ``learn``'s defaults (``--preset tuned``)
-but without random flips (``--flip`` adds them; a mirrored digit is another symbol):
+but without random flips (``--flip`` adds them; a mirrored digit is another symbol), and with
+``--cfg``'s options on top:
 
 - ``mnist``: unconditional, ``--minutes`` [0] of learning;
 - ``mnist-classes``: class-conditional, ``--minutes`` [1] of learning.
 
 The learning time is turned into iterations by timing two short runs of the same task first
-(``--calibrate`` and 4x as many steps; their difference leaves out a run's fixed start-up).
+(``--calibrate`` and 4x as many steps; their difference leaves out a run's fixed start-up);
+``--iters`` gives the iterations instead.
 Each task is scored ``--checkpoints`` + 1 times (at the start, which is the source, and at equal
 steps to the end) with FD-EL0 on ``--n`` generated images against ``--n`` images of the real test
 split, and a 64-sample grid is saved beside every score. Each score records its iteration and the
@@ -31,6 +35,7 @@ Targets: mnist's final FD-EL0 at most 25 % of the source's; CAS at least 97 %.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -49,7 +54,7 @@ RUNS = (("mnist", False), ("mnist-classes", True))
 TRAIN, TEST = "mnist", "mnist@test"
 
 
-def seconds_per_step(root: Path, conditional: bool, steps: int) -> float:
+def seconds_per_step(root: Path, conditional: bool, steps: int, recipe: dict) -> float:
     """Seconds per learning step of the task, from two throw-away runs of ``steps`` and ``4 * steps``.
 
     The difference of the two cancels the fixed start-up of a run (about 2 s here), which a single
@@ -58,7 +63,7 @@ def seconds_per_step(root: Path, conditional: bool, steps: int) -> float:
     def run(n: int) -> float:
         shutil.rmtree(root, ignore_errors=True)
         bank = MemoryBank.create(root)
-        cfg = TrainConfig(iters=n, conditional=conditional, sample_every=0, ckpt_every=0, log_every=n)
+        cfg = TrainConfig(iters=n, conditional=conditional, sample_every=0, ckpt_every=0, log_every=n, **recipe)
         seconds = bank.learn("t", TRAIN, cfg, progress=False, log=lambda _: None)["seconds"]
         shutil.rmtree(root, ignore_errors=True)
         return seconds
@@ -72,6 +77,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, nargs=2, default=[15.0, 20.0], metavar=("UNCOND", "COND"),
                    help="learning time of each task")
+    p.add_argument("--iters", type=int, nargs=2, metavar=("UNCOND", "COND"),
+                   help="learn this many iterations instead of --minutes (no calibration): recipes compared "
+                        "at equal steps")
     p.add_argument("--checkpoints", type=int, default=3, help="scores after the start, at equal steps")
     p.add_argument("--n", type=int, default=5000, help="generated and real images per FD-EL0 score")
     p.add_argument("--per-class", type=int, default=1000, help="CAS: training images per class")
@@ -81,14 +89,20 @@ def main() -> None:
     p.add_argument("--tasks", nargs="+", default=[n for n, _ in RUNS], choices=[n for n, _ in RUNS])
     p.add_argument("--flip", action="store_true", help="random horizontal flips of the reals (learn's default; "
                    "a mirrored digit is another symbol, so off here)")
+    p.add_argument("--cfg", type=json.loads, default={}, metavar="JSON",
+                   help="recipe options on top of learn's defaults, as TrainConfig fields: '{\"batch_size\": 32}'")
     p.add_argument("--out", default="runs/quality")
     a = p.parse_args()
+    fixed = {"iters", "conditional", "flip", "sample_every", "ckpt_every", "log_every"} & set(a.cfg)
+    if fixed:
+        p.error(f"--cfg: {', '.join(sorted(fixed))} is set by this benchmark")
+    TrainConfig(**a.cfg)  # a bad field or value fails here, before the floor is computed
     out = Path(a.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     t_all = time.perf_counter()
     results = {"date": time.strftime("%Y-%m-%d"), "processor": cpu_name(), "threads": torch.get_num_threads(),
-               "n": a.n, "train": TRAIN, "test": TEST, "tasks": {}}
+               "n": a.n, "train": TRAIN, "test": TEST, "recipe": a.cfg, "tasks": {}}
     print(f"{results['processor']}, {results['threads']} threads", flush=True)
     results["floor"] = real_floor(TEST, 32, a.n, build_extractor("el0"))
     print(f"floor: FD-EL0 {results['floor']:.2f} between two halves of {TEST} (n = {a.n})", flush=True)
@@ -98,17 +112,21 @@ def main() -> None:
     for (name, conditional), minutes in zip(RUNS, a.minutes):
         if name not in a.tasks:
             continue
-        step = seconds_per_step(out / "calibrate", conditional, a.calibrate)
-        iters = max(a.checkpoints, int(minutes * 60 / step))
+        if a.iters:
+            step, iters = None, max(a.checkpoints, a.iters[conditional])
+            print(f"{name}: {iters} iterations", flush=True)
+        else:
+            step = seconds_per_step(out / "calibrate", conditional, a.calibrate, a.cfg)
+            iters = max(a.checkpoints, int(minutes * 60 / step))
+            print(f"{name}: {step:.3f} s per step -> {iters} iterations for {minutes:g} min", flush=True)
         every = -(-iters // a.checkpoints)
-        print(f"{name}: {step:.3f} s per step -> {iters} iterations for {minutes:g} min; "
-              f"scored every {every}", flush=True)
-        cfg = TrainConfig(iters=iters, conditional=conditional, flip=a.flip, sample_every=0, ckpt_every=500)
+        print(f"{name}: scored every {every}", flush=True)
+        cfg = TrainConfig(iters=iters, conditional=conditional, flip=a.flip, sample_every=0, ckpt_every=500, **a.cfg)
         meta = bank.learn(name, TRAIN, cfg, progress=False, eval_every=every, eval_n=a.n, eval_data=TEST,
                           log=lambda msg, name=name: print(f"  {name} {msg}", flush=True))
         shutil.copytree(out / "bank" / "plots" / name, out / name)
-        row = {"conditional": conditional, "flip": a.flip, "minutes": minutes, "iterations": iters,
-               "seconds_per_step": round(step, 4), "history": meta["metrics"],
+        row = {"conditional": conditional, "flip": a.flip, "minutes": None if a.iters else minutes, "iterations": iters,
+               "seconds_per_step": step and round(step, 4), "history": meta["metrics"],
                "learn_seconds": meta["seconds"]}
         hist = meta["metrics"]
         row["fd_ratio"] = hist[-1]["FD-EL0"] / hist[0]["FD-EL0"]

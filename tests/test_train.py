@@ -233,8 +233,58 @@ def test_the_trainer_uses_the_ramped_ema(tiny_cfg):
         assert torch.allclose(v, beta * start[k] + (1 - beta) * tr.G.state_dict()[k], atol=1e-6)
 
 
+def test_lr_decay_schedule():
+    assert [TrainConfig(iters=10).lr_scale(t) for t in (0, 9)] == [1.0, 1.0]  # the default: constant
+    cfg = TrainConfig(iters=10, lr_decay=0.4)  # the last 4 of 10 steps fall linearly towards 0
+    assert [cfg.lr_scale(t) for t in range(10)] == pytest.approx([1] * 7 + [0.75, 0.5, 0.25])
+    assert [TrainConfig(iters=4, lr_decay=1.0).lr_scale(t) for t in range(4)] == pytest.approx([1, 0.75, 0.5, 0.25])
+    for bad in (-0.1, 1.5):
+        with pytest.raises(GanMemoryError, match="--lr-decay must be in"):
+            TrainConfig(lr_decay=bad)
+
+
+def test_the_trainer_steps_at_the_scheduled_rates_and_resumes_on_them(tiny_cfg, tmp_path):
+    from dataclasses import replace
+    data = _images()
+    straight = _trainer(tiny_cfg, 6, lr_decay=0.5)
+    rates, step = [], straight.train_step
+
+    def recording(*a):
+        out = step(*a)
+        rates.append((straight.opt_g.param_groups[0]["lr"], straight.opt_d.param_groups[0]["lr"]))
+        return out
+    straight.train_step = recording
+    fit(straight, data, tmp_path / "a", ckpt_meta={}, progress=False)
+    assert rates == [pytest.approx((5e-4 * s, 5e-4 * s)) for s in (1, 1, 1, 1, 2 / 3, 1 / 3)]
+
+    # a run stopped after 4 steps and resumed ends at the same parameters, to the bit
+    first = _trainer(tiny_cfg, 6, lr_decay=0.5)
+    first.cfg = replace(first.cfg, ckpt_every=1)
+    step_first = first.train_step
+
+    def interrupted(*a):
+        if first.iteration == 4:
+            raise KeyboardInterrupt
+        return step_first(*a)
+    first.train_step = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        fit(first, data, tmp_path / "b", ckpt_meta={}, progress=False)
+    resumed = _trainer(tiny_cfg, 6, lr_decay=0.5)
+    load_checkpoint(resumed, tmp_path / "b" / "checkpoint.safetensors")
+    assert resumed.iteration == 4
+    fit(resumed, data, tmp_path / "c", ckpt_meta={}, progress=False)
+    for name in ("G", "G_ema", "D"):
+        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    # and the decay changed the result: the same run at constant rates ends elsewhere
+    constant = _trainer(tiny_cfg, 6)
+    fit(constant, data, tmp_path / "d", ckpt_meta={}, progress=False)
+    assert not torch.equal(constant.G.state_dict()["conv_img.weight"], straight.G.state_dict()["conv_img.weight"])
+
+
 def test_presets_and_their_options():
     paper = TrainConfig.preset("paper")
+    assert paper.lr_decay == 0.0
     assert (paper.lr_g, paper.lr_d, paper.ema_beta, paper.ema_rampup, paper.r1_gamma, paper.r1_every,
             paper.batch_size) == (1e-4, 1e-4, 0.999, 0.0, 10.0, 1, 16)
     assert TrainConfig.preset("tuned") == TrainConfig()
@@ -242,6 +292,7 @@ def test_presets_and_their_options():
     with pytest.raises(GanMemoryError, match="unknown preset 'fast'"):
         TrainConfig.preset("fast")
     # a config stored before the ramp-up and layouts existed reads back as what it ran with
-    old = {k: v for k, v in TrainConfig.preset("paper").to_dict().items() if k not in ("ema_rampup", "layout")}
+    old = {k: v for k, v in TrainConfig.preset("paper").to_dict().items()
+           if k not in ("ema_rampup", "layout", "lr_decay")}
     assert TrainConfig.from_dict(old) == TrainConfig.preset("paper")
     assert TrainConfig.preset("paper").resumes(old) and not TrainConfig().resumes(old)

@@ -331,6 +331,9 @@ def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None, preset
     g.add_argument("--batch", type=_positive, help=f"batch size (default: from the preset; {preset}: {c.batch_size})")
     g.add_argument("--lr", type=_finite, help=f"Adam learning rate of G and D (default: from the preset; "
                                               f"{preset}: {c.lr_g:g})")
+    g.add_argument("--lr-decay", type=_finite, help=f"over the last FRACTION of --iters both learning rates fall "
+                                                    f"linearly towards 0; 0: constant (default: from the preset; "
+                                                    f"{preset}: {c.lr_decay:g})", metavar="FRACTION")
     g.add_argument("--r1", type=_finite, help=f"R1 weight, mean squared gradient norm, no 1/2 (default: from the "
                                               f"preset; {preset}: {c.r1_gamma:g})")
     g.add_argument("--r1-every", type=_positive, help=f"lazy R1: every N D steps, weight x N (default: from the "
@@ -365,7 +368,7 @@ def _net_cfg(a: argparse.Namespace, **extra):
 
 def _train_cfg(a: argparse.Namespace, **extra):
     from ..train import TrainConfig
-    given = {"batch_size": a.batch, "lr_g": a.lr, "lr_d": a.lr, "r1_gamma": a.r1, "r1_every": a.r1_every,
+    given = {"batch_size": a.batch, "lr_g": a.lr, "lr_d": a.lr, "lr_decay": a.lr_decay, "r1_gamma": a.r1, "r1_every": a.r1_every,
              "ema_beta": a.ema_beta, "ema_rampup": a.ema_rampup}
     options = {k: v for k, v in given.items() if v is not None}
     if getattr(a, "own", None):

@@ -15,7 +15,8 @@ FLAGS = {"batch_size": "--batch", "lr_g": "--lr", "lr_d": "--lr", "r1_gamma": "-
 
 
 # options newer than the first stored tasks and checkpoints, with the values those ran with
-ADDED_LATER = {"ema_rampup": 0.0, "layout": PAPER_LAYOUT.to_dict(), "seeds": "legacy", "precision": "fp32"}
+ADDED_LATER = {"ema_rampup": 0.0, "layout": PAPER_LAYOUT.to_dict(), "seeds": "legacy", "precision": "fp32",
+               "lr_decay": 0.0}
 
 
 def with_added_options(stored: dict) -> dict:
@@ -37,6 +38,9 @@ class TrainConfig:
     # "The adaptation recipe"); 1e-3 scored 180.0
     lr_g: float = 5e-4
     lr_d: float = 5e-4
+    # > 0: over the last lr_decay * iters steps both learning rates fall linearly towards 0
+    # (``lr_scale``); 0 keeps them constant, as GP-GAN
+    lr_decay: float = 0.0
     beta1: float = 0.0  # Adam betas (0, 0.99): no momentum, as GP-GAN
     beta2: float = 0.99
     eps: float = 1e-8
@@ -69,6 +73,8 @@ class TrainConfig:
         for name in ("lr_g", "lr_d", "eps"):
             if not getattr(self, name) > 0:
                 raise GanMemoryError(f"option {flag(name)} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.lr_decay <= 1:
+            raise GanMemoryError(f"option --lr-decay must be in [0, 1], got {self.lr_decay}")
         if not 0 <= self.ema_rampup <= 1:
             raise GanMemoryError(f"option --ema-rampup must be in [0, 1], got {self.ema_rampup}")
         if self.r1_gamma < 0:
@@ -83,6 +89,16 @@ class TrainConfig:
             raise GanMemoryError(f"option --precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         if self.seeds not in RULES:
             raise GanMemoryError(f"unknown seed rule '{self.seeds}': use {' or '.join(RULES)}")
+
+    def lr_scale(self, iteration: int) -> float:
+        """The factor on both learning rates at step ``iteration`` (0-based) of ``iters``: 1, then
+        over the last ``lr_decay * iters`` steps a linear fall that would reach 0 at ``iters``.
+        A pure function of the step, so a resumed run takes the same rates; a run extended to
+        more ``iters`` decays over its new end."""
+        decay_steps = self.lr_decay * self.iters
+        if decay_steps <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (self.iters - iteration) / decay_steps))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,10 +140,10 @@ class TrainConfig:
 
 
 # Named recipes. "tuned" is the dataclass's defaults; "paper" is GP-GAN's, as the GAN Memory
-# authors trained every task: Adam 1e-4, a fixed EMA of 0.999, R1 10 on every step, batch 16, and
+# authors trained every task: Adam 1e-4 throughout, a fixed EMA of 0.999, R1 10 on every step, batch 16, and
 # a task that owns the paper's parameters only.
 PRESETS: dict[str, dict] = {
     "tuned": {},
-    "paper": {"lr_g": 1e-4, "lr_d": 1e-4, "ema_beta": 0.999, "ema_rampup": 0.0, "r1_gamma": 10.0, "r1_every": 1,
-              "batch_size": 16, "layout": PAPER_LAYOUT},
+    "paper": {"lr_g": 1e-4, "lr_d": 1e-4, "lr_decay": 0.0, "ema_beta": 0.999, "ema_rampup": 0.0, "r1_gamma": 10.0,
+              "r1_every": 1, "batch_size": 16, "layout": PAPER_LAYOUT},
 }

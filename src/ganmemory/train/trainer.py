@@ -160,6 +160,10 @@ class GANTrainer:
         so N processes compute exactly the batch one process would.
         """
         gen = step_generator(self.cfg.seed, self.iteration, self.cfg.seeds)
+        scale = self.cfg.lr_scale(self.iteration)
+        for opt, lr in ((self.opt_d, self.cfg.lr_d), (self.opt_g, self.cfg.lr_g)):
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
         n = images_u8.shape[0]
         real = preprocess(images_u8, gen, flip=self.cfg.flip)
         z_d, z_g = self._z(n, gen), self._z(n, gen)
