@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 
 from ganmemory.atomic import atomic_write_bytes, atomic_write_json
+from ganmemory.errors import GanMemoryError
 from ganmemory.evaluate import CASProtocol, classification_accuracy_score, real_data_accuracy, real_floor
 from ganmemory.memory import MemoryBank
 from ganmemory.metrics.features import build_extractor
@@ -96,7 +97,10 @@ def main() -> None:
     fixed = {"iters", "conditional", "flip", "sample_every", "ckpt_every", "log_every"} & set(a.cfg)
     if fixed:
         p.error(f"--cfg: {', '.join(sorted(fixed))} is set by this benchmark")
-    TrainConfig(**a.cfg)  # a bad field or value fails here, before the floor is computed
+    try:  # a bad field or value fails here, before the floor is computed
+        TrainConfig(**a.cfg)
+    except (TypeError, GanMemoryError) as e:
+        p.error(f"--cfg: {e}")
     out = Path(a.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -125,8 +129,9 @@ def main() -> None:
         meta = bank.learn(name, TRAIN, cfg, progress=False, eval_every=every, eval_n=a.n, eval_data=TEST,
                           log=lambda msg, name=name: print(f"  {name} {msg}", flush=True))
         shutil.copytree(out / "bank" / "plots" / name, out / name)
-        row = {"conditional": conditional, "flip": a.flip, "minutes": None if a.iters else minutes, "iterations": iters,
-               "seconds_per_step": step and round(step, 4), "history": meta["metrics"],
+        row = {"conditional": conditional, "flip": a.flip, "minutes": None if a.iters else minutes,
+               "iterations": iters,
+               "seconds_per_step": None if step is None else round(step, 4), "history": meta["metrics"],
                "learn_seconds": meta["seconds"]}
         hist = meta["metrics"]
         row["fd_ratio"] = hist[-1]["FD-EL0"] / hist[0]["FD-EL0"]

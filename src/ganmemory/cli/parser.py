@@ -368,8 +368,8 @@ def _net_cfg(a: argparse.Namespace, **extra):
 
 def _train_cfg(a: argparse.Namespace, **extra):
     from ..train import TrainConfig
-    given = {"batch_size": a.batch, "lr_g": a.lr, "lr_d": a.lr, "lr_decay": a.lr_decay, "r1_gamma": a.r1, "r1_every": a.r1_every,
-             "ema_beta": a.ema_beta, "ema_rampup": a.ema_rampup}
+    given = {"batch_size": a.batch, "lr_g": a.lr, "lr_d": a.lr, "lr_decay": a.lr_decay, "r1_gamma": a.r1,
+             "r1_every": a.r1_every, "ema_beta": a.ema_beta, "ema_rampup": a.ema_rampup}
     options = {k: v for k, v in given.items() if v is not None}
     if getattr(a, "own", None):
         from ..nets import TaskLayout
