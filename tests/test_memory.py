@@ -1,5 +1,7 @@
+import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -233,6 +235,10 @@ def test_interrupted_learn_resumes_exactly(tmp_path, tiny_source, image_folder):
     assert bank.tasks() == []  # no task file until the learn ends
     with pytest.raises(GanMemoryError, match="unfinished learn .* --resume"):
         bank.learn("b", image_folder["b"], cfg, progress=False, log=quiet)
+    other = replace(cfg, r1_gamma=1.0, lr_g=1e-3, lr_d=1e-3)
+    with pytest.raises(GanMemoryError, match=re.escape(f"other options (--lr 0.0005 (now 0.001), --r1 10 (now 1)); "
+                                                       "only --iters may change")):
+        bank.learn("b", image_folder["b"], other, resume=True, progress=False, log=quiet)
     bank.learn("b", image_folder["b"], cfg, resume=True, progress=False, log=quiet)
     a, b = straight.load_task("b")[0], bank.load_task("b")[0]
     assert a.keys() == b.keys()

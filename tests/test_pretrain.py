@@ -48,6 +48,10 @@ def test_resume_keeps_the_start(tmp_path, tiny_cfg, tiny_source, image_folder):
     with pytest.raises(GanMemoryError, match=r"it started from the source with hash [0-9a-f]+, and --init must "
                                              r"name it again"):
         pretrain(image_folder["a"], out, tiny_cfg, _cfg(2), resume=True, progress=False)
+    with pytest.raises(GanMemoryError, match=r"training options differ from the checkpoint's \(--ema-beta 0\.999 "
+                                             r"\(now 0\.99\)\); only --iters may change"):
+        pretrain(image_folder["a"], out, tiny_cfg, replace(_cfg(2), ema_beta=0.99), resume=True, init=tiny_source,
+                 progress=False)
     res = pretrain(image_folder["a"], out, tiny_cfg, _cfg(2), resume=True, init=tiny_source, progress=False)
     assert res["iterations"] == 2
     assert Source.load(res["source"]).info["init"]["hash"] == Source.load(tiny_source).file_hash

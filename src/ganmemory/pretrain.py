@@ -65,7 +65,7 @@ def pretrain(data_spec: str, out_dir: str | os.PathLike, net: NetConfig, train: 
                                  f"--init {'names another' if start else 'must name it again'}")
         if not train.resumes(meta.get("train", {})):
             raise GanMemoryError(f"cannot resume '{ckpt}': training options differ from the checkpoint's "
-                                 "(only --iters may change)")
+                                 f"({train.differences(meta.get('train', {}))}); only --iters may change")
     data = load_data(data_spec, net.resolution)
     if dedupe:
         data = data.deduplicated()

@@ -104,8 +104,10 @@ class Learning(LowRankStore):
         if resume and (meta.get("data") != data_spec or not isinstance(meta.get("train"), dict)
                        or not train.resumes(meta["train"])
                        or meta.get("lowrank") != (lowrank.to_dict() if lowrank else None)):
+            differ = train.differences(meta.get("train"))
             raise GanMemoryError(f"cannot resume task '{name}': it was started with data "
-                                 f"'{meta.get('data')}' and other options; only --iters may change")
+                                 f"'{meta.get('data')}' and other options"
+                                 f"{f' ({differ})' if differ else ''}; only --iters may change")
         return ckpt, train
 
     def _trainer(self, name: str, n_classes: int, train: TrainConfig, resume: bool, ckpt: Path, dist: DistContext,

@@ -23,6 +23,10 @@ def with_added_options(stored: dict) -> dict:
     return {**ADDED_LATER, **stored} if isinstance(stored, dict) else stored
 
 
+def _shown(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def flag(field: str) -> str:
     """The command-line option that sets a TrainConfig field."""
     return FLAGS.get(field, option_name(field))
@@ -120,6 +124,24 @@ class TrainConfig:
         everything but ``iters`` must match."""
         mine = {k: v for k, v in self.to_dict().items() if k != "iters"}
         return mine == {k: v for k, v in with_added_options(stored).items() if k != "iters"}
+
+    def differences(self, stored: dict) -> str:
+        """The options, ``iters`` aside, in which these differ from ``stored``, as a user reads
+        them: "--r1 10 (now 1), --ema-beta 0.99 (now 0.999)"; fields the stored dict lacks or
+        does not know are named as such."""
+        stored = with_added_options(stored) if isinstance(stored, dict) else {}
+        mine = self.to_dict()
+        out = []
+        for k in sorted(set(mine) | set(stored)):
+            if k == "iters" or mine.get(k) == stored.get(k):
+                continue
+            if k not in stored:
+                out.append(f"{flag(k)} (not stored)")
+            elif k not in mine:
+                out.append(f"'{k}' (unknown here)")
+            else:
+                out.append(f"{flag(k)} {_shown(stored[k])} (now {_shown(mine[k])})")
+        return ", ".join(dict.fromkeys(out))  # lr_g and lr_d are both --lr: named once
 
     def continuing(self, stored: dict) -> "TrainConfig":
         """These options under the seed rule of the run whose stored config is ``stored``: the rule

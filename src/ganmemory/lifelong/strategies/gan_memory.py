@@ -87,8 +87,14 @@ class GanMemoryReplay(GenerativeReplay):
             meta = self.bank.task_meta(name)
             if meta.get("data") != task.train_spec or not self.gan.resumes(meta.get("train", {})) \
                     or meta.get("iterations") != self.gan.iters:
+                differ = ", ".join(d for d in (
+                    "" if meta.get("data") == task.train_spec else f"data '{meta.get('data')}'",
+                    "" if meta.get("iterations") == self.gan.iters
+                    else f"--iters {meta.get('iterations')} (now {self.gan.iters})",
+                    self.gan.differences(meta.get("train", {}))) if d)
                 raise GanMemoryError(f"bank '{self.bank.root}' already holds task '{name}' learned with other "
-                                     "data or options; give another --memory folder")
+                                     f"data or options{f' ({differ})' if differ else ''}; give another --memory "
+                                     "folder")
             self.log(f"gan-memory: reusing task '{name}' of bank '{self.bank.root}'")
             return name
         meta = self.bank.learn(name, task.train_spec, self.gan, progress=self.progress, log=self.log,
