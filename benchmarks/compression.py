@@ -7,7 +7,9 @@
 For every mode and energy, the bank's tasks go into a new bank under OUT and each task is scored
 against its own training data with the same latents as the uncompressed task:
 
-- ``per-task``, ``shared``: the stored tasks compressed after the fact, in fp16;
+- ``per-task``, ``shared``: the stored tasks compressed after the fact, in fp16, factorising
+  each matrix's change from the source (``--of change``, ``compress``'s default) or the matrix
+  itself (``--of matrix``);
 - ``trained``: the tasks learned again, in order, with ``learn --lowrank`` (the same data and
   training options as the stored ones; float32), so they train in the accumulated bases.
 
@@ -84,6 +86,8 @@ def main() -> None:
     p.add_argument("--energies", nargs="+", type=float, default=[0.8, 0.9, 0.95])
     p.add_argument("--modes", nargs="+", default=["per-task", "shared"], choices=["per-task", "shared", "trained"])
     p.add_argument("--n", type=int, default=1000, help="generated and real images per score")
+    p.add_argument("--of", default="change", choices=["change", "matrix"],
+                   help="after-the-fact modes: factorise each matrix's change from the source, or the matrix")
     p.add_argument("--lowrank-init", default="source", choices=["source", "previous"],
                    help="trained mode: where each task's coefficients start (learn --lowrank-init)")
     p.add_argument("--out", default="runs/compression")
@@ -96,7 +100,8 @@ def main() -> None:
     scorers = {t: Scorer(bank.task_meta(t)["data"], bank.cfg.resolution, "fd-el0", a.n) for t in names}
     before = {t: evaluate_task(bank, t, bank.task_meta(t)["data"], scorer=scorers[t])["value"] for t in names}
     stored_x = {t: bank.sample(t, GRID_N, seed=0) for t in names}  # the grids' top halves
-    results = {"bank": a.bank, "n": a.n, "lowrank_init": a.lowrank_init, "date": time.strftime("%Y-%m-%d"), "generator_parameters": n_g,
+    results = {"bank": a.bank, "n": a.n, "of": a.of, "lowrank_init": a.lowrank_init,
+               "date": time.strftime("%Y-%m-%d"), "generator_parameters": n_g,
                "before": {t: {"FD-EL0": before[t], "parameters": bank.task_meta(t)["task_parameters"]}
                           for t in names}, "runs": []}
     lines = ["| mode | energy | task | parameters | % of G | FD-EL0 before -> after | FD change | change lost |",
@@ -109,7 +114,7 @@ def main() -> None:
             if mode == "trained":
                 rows = learn_lowrank(bank, names, small, energy, a.lowrank_init)
             else:
-                rows = bank.compress(names, energy, torch.float16, small, shared=mode == "shared")
+                rows = bank.compress(names, energy, torch.float16, small, shared=mode == "shared", of=a.of)
             for r in rows:
                 t = r["task"]
                 fd = evaluate_task(small, t, small.task_meta(t)["data"], scorer=scorers[t])["value"]

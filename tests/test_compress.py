@@ -32,10 +32,71 @@ def bank(tmp_path, tiny_source, image_folder):
     return b
 
 
-def test_energy_one_reproduces_the_task(tmp_path, bank, tiny_source):
+@pytest.mark.parametrize("of", ["change", "matrix"])
+def test_energy_one_reproduces_the_task(tmp_path, bank, tiny_source, of):
     out = MemoryBank.create(tmp_path / "small", tiny_source)
-    bank.compress(["a"], 1.0, torch.float32, out)
+    bank.compress(["a"], 1.0, torch.float32, out, of=of)
+    assert out.task_meta("a")["compressed"]["of"] == of
     assert (out.sample("a", 6, seed=4) - bank.sample("a", 6, seed=4)).abs().max() <= 1e-4
+
+
+def test_the_change_is_factorised_over_a_full_rank_start():
+    g = torch.Generator().manual_seed(0)
+    start = {"b.conv_0.gamma": torch.rand(40, 30, generator=g) + 0.5, "b.conv_0.dbias": torch.zeros(40)}
+    change = torch.randn(40, 2, generator=g) @ torch.randn(2, 30, generator=g)  # rank 2
+    state = {"b.conv_0.gamma": start["b.conv_0.gamma"] + change, "b.conv_0.dbias": torch.randn(40, generator=g)}
+    small = compress_state(state, 0.999999, starts=start)
+    assert small["b.conv_0.gamma.lowrank_a"].shape == (40, 2)  # the start costs nothing
+    back = expand_state(small, starts=start)
+    assert torch.allclose(back["b.conv_0.gamma"], state["b.conv_0.gamma"], atol=1e-5)
+    assert torch.equal(back["b.conv_0.dbias"], state["b.conv_0.dbias"])
+    # the matrix itself is full rank: the same energy keeps (nearly) every pair
+    assert compress_state(state, 0.999999)["b.conv_0.gamma"].shape == (40, 30)
+
+
+def test_a_change_cut_loses_at_most_the_energy_left_out(tmp_path, bank, tiny_source):
+    start = bank.task_start()
+    full = bank.load_task("a")[0]
+    for of in ("change", "matrix"):
+        out = MemoryBank.create(tmp_path / of, tiny_source)
+        bank.compress(["a"], 0.5, torch.float32, out, of=of)
+        comp = out.load_task("a")[0]
+        lost = change = 0.0
+        for key, s in start.items():
+            if s.dim() == 2 and key.endswith((".gamma", ".beta")):
+                m = full["G." + key].double()
+                lost += float(((comp["G." + key].double() - m) ** 2).sum())
+                change += float(((m - s.double()) ** 2).sum())
+        if of == "change":
+            assert 0 < lost <= 0.5 * change * (1 + 1e-5)
+        else:  # the paper's cut also truncates the source's part of each matrix
+            assert lost > 0.5 * change
+
+
+def test_a_matrix_compressed_before_of_existed_reads_as_the_matrix(tmp_path, bank, tiny_source):
+    from ganmemory.store import load_artifact, save_artifact
+    out = MemoryBank.create(tmp_path / "small", tiny_source)
+    bank.compress(["a"], 0.5, torch.float16, out, of="matrix")
+    x = out.sample("a", 4, seed=3)
+    path = out._task_path("a")
+    t, m = load_artifact(path)
+    del m["compressed"]["of"]
+    save_artifact(path, t, m)
+    again = MemoryBank(out.root)
+    assert "of" not in again.task_meta("a")["compressed"]
+    assert torch.equal(again.sample("a", 4, seed=3), x)
+
+
+def test_shared_bases_hold_one_kind(tmp_path, bank, tiny_source):
+    from ganmemory.errors import GanMemoryError
+    out = MemoryBank.create(tmp_path / "shared", tiny_source)
+    bank.compress(["a"], 0.9, torch.float32, out, shared=True, of="matrix")
+    bases = out.shared_bases()
+    with pytest.raises(GanMemoryError, match="--of matrix"):
+        bank.compress(["b"], 0.9, torch.float32, out, shared=True, of="change")
+    assert "b" not in out.tasks() and out.shared_bases().keys() == bases.keys()
+    bank.compress(["b"], 0.9, torch.float32, out, shared=True, of="matrix")
+    assert out.task_meta("b")["compressed"]["of"] == "matrix"
 
 
 def test_compressed_bank_round_trips_and_samples(tmp_path, bank, tiny_source):
@@ -100,12 +161,14 @@ def test_shared_bases_grow_only_when_needed(tmp_path, tiny_source, image_folder)
     assert torch.equal(MemoryBank(out.root).sample("a", 6, seed=2), a_samples)  # earlier tasks' prefixes stay valid
 
 
-def test_shared_energy_one_reproduces_every_task(tmp_path, bank, tiny_source):
+@pytest.mark.parametrize("of", ["change", "matrix"])
+def test_shared_energy_one_reproduces_every_task(tmp_path, bank, tiny_source, of):
     out = MemoryBank.create(tmp_path / "shared", tiny_source)
-    bank.compress(None, 1.0, torch.float32, out, shared=True)
+    bank.compress(None, 1.0, torch.float32, out, shared=True, of=of)
     again = MemoryBank(out.root)
     for t in ("a", "b"):
         assert again.task_meta(t)["compressed"]["mode"] == "shared"
+        assert again.task_meta(t)["compressed"]["of"] == of
         assert (again.sample(t, 6, seed=4) - bank.sample(t, 6, seed=4)).abs().max() <= 1e-4
 
 

@@ -252,6 +252,9 @@ TAMPER = {
     "a directory": (lambda p: (p.unlink(), p.mkdir()), "corrupted"),
     "unknown compression mode": (lambda p: _rewrite(p, meta=_set("compressed", {"mode": "zip", "energy": 0.9})),
                                  "'compressed' must be"),
+    "unknown factorised part": (lambda p: _rewrite(p, meta=_set("compressed", {"mode": "per-task", "of": "half",
+                                                                                "energy": 0.9})),
+                                "'compressed' must be"),
 }
 
 

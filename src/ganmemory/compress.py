@@ -1,9 +1,15 @@
 """Compressing stored tasks after the fact (the paper's Section 4, per-task form).
 
-Each task matrix gamma or beta of a modulated conv ([Co, Ci]) is replaced by a truncated SVD,
-M ~ A B^T with A = U_r diag(s_r) ([Co, r]) and B = V_r ([Ci, r]), where r is the smallest rank
-whose singular values hold ``energy`` of sum(s^2). A matrix is kept whole when the factors
-would not be smaller, and vectors (biases, the Linear's gamma / beta) are always kept whole.
+What is factorised (``of``): by default a task matrix's change from where every task starts,
+D = M - start (``CHANGE``; the start is the source's gamma or beta, which the bank rebuilds from
+its source, so it costs nothing to store), or the matrix M itself (``MATRIX``, the form of
+every file compressed before ``of`` existed). Each gamma or beta of a modulated conv
+([Co, Ci]) is replaced by a truncated SVD, D ~ A B^T with A = U_r diag(s_r) ([Co, r]) and
+B = V_r ([Ci, r]), where r is the smallest rank whose singular values hold ``energy`` of
+sum(s^2). A matrix is kept whole when the factors would not be smaller, and vectors (biases,
+the Linear's gamma / beta) are always kept whole. The start is itself a full-rank matrix (the
+per-tap std and mean of the source's kernels), so truncating M cuts into the source as well as
+into what the task learned; truncating D cuts only the latter.
 A compressed task stores only what sampling needs (the EMA generator's parameters), so it can
 be sampled, interpolated and replayed but not resumed.
 
@@ -33,6 +39,23 @@ U_SUFFIX, V_SUFFIX = ".lowrank_a", ".lowrank_b"
 PER_TASK, SHARED, TRAINED = "per-task", "shared", "lowrank-trained"
 MODES = (PER_TASK, SHARED, TRAINED)
 OVER_BANK_BASES = (SHARED, TRAINED)  # modes whose task needs its bank's bases.safetensors
+# what an after-the-fact mode factorised (the metadata's "compressed.of"; absent means MATRIX)
+CHANGE, MATRIX = "change", "matrix"
+FACTORED = (CHANGE, MATRIX)
+
+
+def check_of(of: str) -> None:
+    if of not in FACTORED:
+        raise GanMemoryError(f"--of must be {' or '.join(FACTORED)}, got '{of}'")
+
+
+def _offset(name: str, starts: dict[str, torch.Tensor] | None) -> torch.Tensor | None:
+    """The start a matrix's factors are relative to (None: the factors are the matrix)."""
+    if starts is None:
+        return None
+    if name not in starts:
+        raise KeyError(f"no start for '{name}'")
+    return starts[name]
 
 
 def is_modulation_matrix(name: str, t: torch.Tensor) -> bool:
@@ -52,13 +75,16 @@ def lowrank(m: torch.Tensor, energy: float) -> tuple[torch.Tensor, torch.Tensor]
     return (u[:, :r] * s[:r]).to(m.dtype), vh[:r].T.contiguous().to(m.dtype)  # [Co, r], [Ci, r]
 
 
-def compress_state(state: dict[str, torch.Tensor], energy: float, dtype: torch.dtype = torch.float32
-                   ) -> dict[str, torch.Tensor]:
-    """A generator task state (names -> tensors) in low-rank form, cast to ``dtype``."""
+def compress_state(state: dict[str, torch.Tensor], energy: float, dtype: torch.dtype = torch.float32,
+                   starts: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """A generator task state (names -> tensors) in low-rank form, cast to ``dtype``. With
+    ``starts`` (the task's start, same names) each matrix's change from its start is factorised
+    (``CHANGE``); without, the matrix itself (``MATRIX``)."""
     out = {}
     for name, t in state.items():
         if is_modulation_matrix(name, t):
-            a, b = lowrank(t.float(), energy)
+            start = _offset(name, starts)
+            a, b = lowrank(t.float() - (0 if start is None else start.float()), energy)
             if a.numel() + b.numel() < t.numel():
                 out[name + U_SUFFIX], out[name + V_SUFFIX] = a.to(dtype), b.to(dtype)
                 continue
@@ -66,15 +92,19 @@ def compress_state(state: dict[str, torch.Tensor], energy: float, dtype: torch.d
     return out
 
 
-def expand_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Inverse of ``compress_state`` up to the truncation: full float32 tensors."""
+def expand_state(state: dict[str, torch.Tensor], starts: dict[str, torch.Tensor] | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """Inverse of ``compress_state`` (given the same ``starts``) up to the truncation: full
+    float32 tensors."""
     out = {}
     for name, t in state.items():
         if name.endswith(V_SUFFIX):
             continue
         if name.endswith(U_SUFFIX):
             base = name[: -len(U_SUFFIX)]
-            out[base] = (t.float() @ state[base + V_SUFFIX].float().T)
+            m = t.float() @ state[base + V_SUFFIX].float().T
+            start = _offset(base, starts)
+            out[base] = m if start is None else (start.double() + m.double()).float()
         else:
             out[name] = t.float()
     return out
@@ -140,8 +170,10 @@ def extend_bases(m: torch.Tensor, u: torch.Tensor, v: torch.Tensor, energy: floa
 
 
 def compress_shared(state: dict[str, torch.Tensor], bases: dict[str, torch.Tensor], energy: float,
-                    dtype: torch.dtype = torch.float32) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int]:
-    """A task state over bases shared with earlier tasks.
+                    dtype: torch.dtype = torch.float32, starts: dict[str, torch.Tensor] | None = None
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int]:
+    """A task state over bases shared with earlier tasks. With ``starts``, M below is each
+    matrix's change from its start, and the bases span changes (``CHANGE``).
 
     ``bases`` maps ``NAME.basis_u`` / ``NAME.basis_v`` to float64 orthonormal columns and is
     returned grown. Each gamma / beta matrix M becomes a core C = U^T M V ([Ku, Kv], the
@@ -155,7 +187,8 @@ def compress_shared(state: dict[str, torch.Tensor], bases: dict[str, torch.Tenso
         if not is_modulation_matrix(name, t):
             out[name] = t.to(dtype)
             continue
-        m = t.double()
+        start = _offset(name, starts)
+        m = t.double() - (0 if start is None else start.double())
         u = bases.get(name + ".basis_u", torch.zeros(m.shape[0], 0, dtype=torch.float64))
         v = bases.get(name + ".basis_v", torch.zeros(m.shape[1], 0, dtype=torch.float64))
         u, v, added = extend_bases(m, u, v, energy)
@@ -168,8 +201,10 @@ def compress_shared(state: dict[str, torch.Tensor], bases: dict[str, torch.Tenso
     return out, bases, added_params
 
 
-def expand_shared(state: dict[str, torch.Tensor], bases: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Inverse of ``compress_shared`` up to the truncation: full float32 tensors."""
+def expand_shared(state: dict[str, torch.Tensor], bases: dict[str, torch.Tensor],
+                  starts: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Inverse of ``compress_shared`` (given the same ``starts``) up to the truncation: full
+    float32 tensors."""
     out = {}
     for name, t in state.items():
         if not name.endswith(CORE_SUFFIX):
@@ -183,7 +218,8 @@ def expand_shared(state: dict[str, torch.Tensor], bases: dict[str, torch.Tensor]
             raise GanMemoryError(f"the shared bases have no columns for '{base}'") from None
         if u.shape[1] < ku or v.shape[1] < kv:
             raise GanMemoryError(f"the shared bases hold too few columns for '{base}' (the task needs {ku} and {kv})")
-        out[base] = (u @ t.double() @ v.T).float()
+        start = _offset(base, starts)
+        out[base] = (u @ t.double() @ v.T + (0 if start is None else start.double())).float()
     return out
 
 

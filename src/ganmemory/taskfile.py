@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .atomic import atomic_write_json
-from .compress import MODES, PER_TASK
+from .compress import FACTORED, MATRIX, MODES, PER_TASK
 from .errors import GanMemoryError
 from .nets import PAPER_LAYOUT, TaskLayout
 from .store import save_artifact, tensors_hash
@@ -115,9 +115,9 @@ _SCHEMA: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "last": ("an object", lambda v: isinstance(v, dict)),
     "optimizer": ("an object", lambda v: isinstance(v, dict)),
     "lowrank": ("an object", lambda v: isinstance(v, dict)),
-    "compressed": ("an object with a known mode and an energy in (0, 1]",
+    "compressed": ("an object with a known mode, a known 'of' and an energy in (0, 1]",
                    lambda v: isinstance(v, dict) and v.get("mode", PER_TASK) in MODES
-                   and _is_number(v.get("energy")) and 0 < v["energy"] <= 1),
+                   and v.get("of", MATRIX) in FACTORED and _is_number(v.get("energy")) and 0 < v["energy"] <= 1),
     "tensor_hash": ("16 hexadecimal digits", lambda v: isinstance(v, str) and bool(_HASH.fullmatch(v))),
     "layout": ("an object of task-layout options", lambda v: isinstance(v, dict) and _layout_ok(v)),
 }

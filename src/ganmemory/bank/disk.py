@@ -15,7 +15,8 @@ from typing import Any, Self, Sequence
 import torch
 
 from ..atomic import atomic_write_bytes, atomic_write_json
-from ..compress import OVER_BANK_BASES, PER_TASK, SHARED, TRAINED, expand_shared, expand_state, expand_trained
+from ..compress import (CHANGE, MATRIX, OVER_BANK_BASES, PER_TASK, SHARED, TRAINED, expand_shared, expand_state,
+                        expand_trained)
 from ..errors import GanMemoryError
 from ..locks import TaskLock, locked
 from ..nets import PAPER_LAYOUT, Discriminator, Generator, TaskLayout
@@ -147,13 +148,15 @@ class BankDisk:
                                  "generator tensors")
         try:
             mode = compressed.get("mode", PER_TASK) if compressed else None
+            # factors of the change from the start, or (files before "of") of the matrix itself
+            of_change = bool(compressed) and compressed.get("of", MATRIX) == CHANGE
+            starts = self.task_start(meta["n_classes"], task_layout(meta)) if of_change or mode == TRAINED else None
             if mode == SHARED:  # cores over the bank's bases
-                tensors = prefixed("G", expand_shared(unprefixed("G", tensors), self.shared_bases()))
+                tensors = prefixed("G", expand_shared(unprefixed("G", tensors), self.shared_bases(), starts))
             elif mode == TRAINED:  # coefficients over the bank's trained bases
-                starts = self.task_start(meta["n_classes"], task_layout(meta))
                 tensors = prefixed("G", expand_trained(unprefixed("G", tensors), self.shared_bases(), starts))
             elif mode == PER_TASK:  # low-rank factors -> full matrices, transparently
-                tensors = prefixed("G", expand_state(unprefixed("G", tensors)))
+                tensors = prefixed("G", expand_state(unprefixed("G", tensors), starts))
         except (KeyError, RuntimeError, IndexError, ValueError) as exc:
             raise GanMemoryError(f"task '{name}' ('{path}') is corrupted: its compressed tensors do not fit "
                                  f"together ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None

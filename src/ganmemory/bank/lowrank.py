@@ -8,14 +8,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..compress import (PER_TASK, SDIAG_SUFFIX, SHARED, TRAINED, TRAINED_U, TRAINED_V, LowRankConfig,
-                        compress_shared, compress_state, fold_residual, stored_parameters)
+from ..compress import (CHANGE, MATRIX, PER_TASK, SDIAG_SUFFIX, SHARED, TRAINED, TRAINED_U, TRAINED_V,
+                        LowRankConfig, check_of, compress_shared, compress_state, fold_residual, stored_parameters)
 from ..errors import GanMemoryError
 from ..locks import BASES_LOCK, locked
 from ..nets import Generator
 from ..nets.modulated import LowRankDelta, ModulatedConv2d, lowrank_key
 from ..store import load_artifact, prefixed, unprefixed
-from ..taskfile import TASK_FORMAT, write_task_file
+from ..taskfile import TASK_FORMAT, task_layout, write_task_file
 from ..train.losses import singular_value_penalty
 from .disk import BankDisk
 
@@ -38,7 +38,7 @@ class LowRankStore(BankDisk):
 
     def compress(self, names: Sequence[str] | None, energy: float, dtype: torch.dtype,
                  out: "BankDisk | None" = None, shared: bool = False, eval_n: int = 0,
-                 log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                 log: Callable[[str], None] = print, of: str = CHANGE) -> list[dict[str, Any]]:
         """Store tasks in low-rank form (``compress.py``), into ``out`` (another bank over the
         same source) or, when ``out`` is None, in place. Returns one report row per task.
 
@@ -46,16 +46,25 @@ class LowRankStore(BankDisk):
         (BANK/bases.safetensors) and each keeps only its cores; a task's row counts the
         columns it added. Otherwise each matrix gets its own truncated SVD.
 
+        ``of``: what is factorised, each matrix's change from the task's start (``CHANGE``) or
+        the matrix itself (``MATRIX``). A bank's shared bases hold one or the other.
+
         With ``eval_n`` > 0 each task is scored with FD-EL0 (``eval_n`` images against its own
         training data) before and after; the rows then carry ``fd_el0_before`` and ``fd_el0_after``.
 
         Every task is checked and the target's locks are taken before anything is written."""
         if not 0 < energy <= 1:
             raise GanMemoryError(f"--energy must be in (0, 1], got {energy}")
+        check_of(of)
         names = list(names) if names else self.tasks()
         target = out or self
         if target.source.file_hash != self.source.file_hash:
             raise GanMemoryError(f"bank '{target.root}' has another source; cannot hold these tasks")
+        bases, bases_meta = target._bases_artifact()
+        held = bases_meta.get("of", MATRIX) if any(k.endswith(".basis_u") for k in bases) else of
+        if shared and held != of:
+            raise GanMemoryError(f"bank '{target.root}' holds shared bases of each task's {held}, not of its "
+                                 f"{of}: compress with --of {held}, or into another bank")
         loaded = {}
         for name in names:
             tensors, meta = self.load_task(name)
@@ -69,29 +78,30 @@ class LowRankStore(BankDisk):
         rows = []
         with locked(target.root, names + ([BASES_LOCK] if shared else []), "compress"):
             for name, (tensors, meta) in loaded.items():
-                rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g))
+                rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g, of))
         _, after = task_scores(target, loaded, eval_n, scorers, "after", log)
         for row in rows if eval_n else ():
             row.update(fd_el0_before=before[row["task"]], fd_el0_after=after[row["task"]])
         return rows
 
     def _compress_one(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], energy: float,
-                      dtype: torch.dtype, target: BankDisk, shared: bool, n_g: int) -> dict[str, Any]:
+                      dtype: torch.dtype, target: BankDisk, shared: bool, n_g: int, of: str) -> dict[str, Any]:
         before_bytes = self._task_path(name).stat().st_size
         full = unprefixed("G", tensors)
+        starts = self.task_start(meta["n_classes"], task_layout(meta)) if of == CHANGE else None
         added = 0
         if shared:
-            small, bases, added = compress_shared(full, target.shared_bases(), energy, dtype)
+            small, bases, added = compress_shared(full, target.shared_bases(), energy, dtype, starts)
         else:
-            small = compress_state(full, energy, dtype)
+            small = compress_state(full, energy, dtype, starts)
         new_meta = {k: v for k, v in meta.items() if k not in ("optimizer", "tensor_hash")}
-        new_meta.update({"compressed": {"mode": SHARED if shared else PER_TASK, "energy": energy,
+        new_meta.update({"compressed": {"mode": SHARED if shared else PER_TASK, "of": of, "energy": energy,
                                         "dtype": str(dtype).replace("torch.", ""),
                                         "parameters_before": stored_parameters(full),
                                         "basis_parameters_added": added},
                          "task_parameters": stored_parameters(small) + added})
         if shared:  # the grown bases first: they stay valid for every task already stored
-            target._save_bases(bases, energy=energy)
+            target._save_bases(bases, energy=energy, of=of)
         path = target._task_path(name)
         write_task_file(path, prefixed("G", small), new_meta)
         return {"task": name, "parameters_before": stored_parameters(full),

@@ -102,7 +102,10 @@ def cmd_list(a: argparse.Namespace) -> int:
         n = m.get("task_parameters", n_task)
         kind = [f"conditional, {m['n_classes']} classes"] if m.get("n_classes") else []
         if m.get("compressed"):
-            kind.append(f"compressed ({m['compressed'].get('mode', 'per-task')}, energy {m['compressed']['energy']})")
+            c = m["compressed"]
+            mode = c.get("mode", "per-task")
+            of = "" if mode == "lowrank-trained" else f" of the {c.get('of', 'matrix')}"
+            kind.append(f"compressed ({mode}{of}, energy {c['energy']})")
         print(f"{t.name:<20} {m.get('data', '?'):<28.28} {m.get('iterations', 0):>7} {n:>11,} "
               f"{100 * n / n_g:>6.1f}% {t.bytes:>11,}  {'; '.join(kind) or 'unconditional'}")
     removed, kept = bank.clean_leftovers()
@@ -137,7 +140,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
         bank.task_meta(name)  # unknown tasks fail here, before anything is written
     out = MemoryBank.create(a.out, bank.root / "source.safetensors") if a.out else None
     rows = bank.compress(names, a.energy, torch.float16 if a.dtype == "fp16" else torch.float32, out, a.shared,
-                         eval_n=0 if a.no_eval else a.eval_n, log=lambda msg: print(msg, flush=True))
+                         eval_n=0 if a.no_eval else a.eval_n, log=lambda msg: print(msg, flush=True), of=a.of)
     target = out or bank
     print(f"{'task':<20} {'parameters':>21} {'% of G':>15} {'bytes':>23} {'FD-EL0':>17}")
     for r in rows:
@@ -149,7 +152,8 @@ def cmd_compress(a: argparse.Namespace) -> int:
     if a.shared:
         print(f"shared bases: {(target.root / 'bases.safetensors').stat().st_size:,} bytes in "
               f"{target.root / 'bases.safetensors'}; each task's parameters count the columns it added")
-    print(f"energy {a.energy}, {a.dtype}; FD-EL0 on {a.eval_n} EfficientNet-Lite0 features (not FID); "
+    print(f"energy {a.energy} of each matrix's {a.of}, {a.dtype}; "
+          f"FD-EL0 on {a.eval_n} EfficientNet-Lite0 features (not FID); "
           f"tasks written to {target.root}")
     return 0
 

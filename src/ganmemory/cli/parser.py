@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="whole: all parameters together; blocks: Linear, then block by block")
     it.add_argument("--out", default="interpolation.png", metavar="PNG", help="strip PNG to write")
 
-    cp = _add(sub, "compress", "store tasks as truncated SVDs of their gamma/beta matrices (smaller files)",
+    cp = _add(sub, "compress", "store tasks as truncated SVDs of their gamma/beta changes (smaller files)",
               "examples:\n  ganmemory compress --memory bank/ --out bank_small/ --energy 0.9 --dtype fp16\n"
               "  ganmemory compress --memory bank/ --in-place --task digits --energy 0.95 --no-eval\n"
               "  ganmemory compress --memory bank/ --out bank_shared/ --shared --energy 0.9   # bases shared by tasks\n"
@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32", help="stored precision")
     cp.add_argument("--shared", action="store_true",
                     help="bases shared by all tasks, grown task by task (a task adds columns only when needed)")
+    cp.add_argument("--of", choices=("change", "matrix"), default="change",
+                    help="what is factorised: each matrix's change from the source (the source's part is "
+                         "rebuilt exactly), or the matrix itself, as banks compressed before --of existed")
     cp.add_argument("--eval-n", type=_positive, default=1000, help="images per FD-EL0 score, before and after")
     cp.add_argument("--no-eval", action="store_true", help="skip the FD-EL0 scores")
 
