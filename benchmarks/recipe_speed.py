@@ -1,0 +1,62 @@
+"""Seconds per learning step of recipe variants, side by side: does a recipe lever cost time?
+
+    python benchmarks/recipe_speed.py                                # 400 steps, 3 rounds
+    python benchmarks/recipe_speed.py --steps 200 --reps 5 --out /tmp/recipe_speed.json
+
+Each variant is ``learn``'s default recipe with a few options on top (``VARIANTS``). Every round
+learns one unconditional mnist task per variant over the shipped source in a throw-away bank
+(no flips, no grids, no checkpoints), the variants taking turns so machine noise hits them alike,
+and records the seconds ``MemoryBank.learn`` reports divided by the steps. Prints the medians;
+``--out`` also writes every round as JSON. The R1 weight and the EMA's ramp-up change no
+arithmetic of the step's networks, so a difference here is the machine's, or the values'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+from datetime import date
+from pathlib import Path
+
+from ganmemory.atomic import atomic_write_json
+from ganmemory.memory import MemoryBank
+from ganmemory.train import TrainConfig
+from ganmemory.train.precision import cpu_name
+
+VARIANTS = {"default": {}, "r1 1": {"r1_gamma": 1.0}, "ema 0.01": {"ema_rampup": 0.01},
+            "r1 1 + ema 0.01": {"r1_gamma": 1.0, "ema_rampup": 0.01}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=400, help="learning steps per task")
+    p.add_argument("--reps", type=int, default=3, help="rounds over the variants")
+    p.add_argument("--out", type=Path, help="JSON file to write")
+    a = p.parse_args()
+    if a.steps < 1 or a.reps < 1:
+        p.error("--steps and --reps must be at least 1")
+    times: dict[str, list[float]] = {k: [] for k in VARIANTS}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "bank"
+        for rep in range(a.reps):
+            for name, options in VARIANTS.items():
+                shutil.rmtree(root, ignore_errors=True)
+                cfg = TrainConfig(iters=a.steps, sample_every=0, ckpt_every=0, log_every=a.steps, flip=False,
+                                  **options)
+                seconds = MemoryBank.create(root).learn("t", "mnist", cfg, progress=False, log=lambda _: None)
+                times[name].append(seconds["seconds"] / a.steps)
+                print(f"round {rep}: {name:<16} {times[name][-1]:.4f} s per step", flush=True)
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{cpu_name()}; medians of {a.reps} rounds of {a.steps} steps:")
+    for name, m in medians.items():
+        print(f"  {name:<16} {m:.4f} s per step ({m / medians['default']:.2f}x the default)")
+    if a.out:
+        atomic_write_json(a.out, {"date": date.today().isoformat(), "processor": cpu_name(), "steps": a.steps,
+                                  "reps": a.reps, "variants": VARIANTS, "median_s_per_step": medians,
+                                  "all": times})
+
+
+if __name__ == "__main__":
+    main()
