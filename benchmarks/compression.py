@@ -33,26 +33,19 @@ from pathlib import Path
 import torch
 
 from ganmemory.atomic import atomic_write_bytes, atomic_write_json
-from ganmemory.compress import LowRankConfig
+from ganmemory.compress import LowRankConfig, change_lost
 from ganmemory.evaluate import Scorer, evaluate_task
 from ganmemory.images import save_grid
 from ganmemory.memory import MemoryBank
+from ganmemory.store import unprefixed
 from ganmemory.train import TrainConfig
 
 
-def change_lost(bank: MemoryBank, small: MemoryBank, name: str) -> float:
-    """||M_compressed - M||^2 / ||M - start||^2 over a task's gamma / beta matrices: how much of
-    what the task learned (its change from the source) compression threw away. Above 1, the
-    compressed task is farther from the trained one than the source itself is."""
+def task_change_lost(bank: MemoryBank, small: MemoryBank, name: str) -> float:
+    """``ganmemory.compress.change_lost`` of a task stored in ``bank`` and compressed into ``small``."""
     start = bank.task_start(int(bank.task_meta(name).get("n_classes", 0)))
     full, comp = bank.load_task(name)[0], small.load_task(name)[0]
-    lost = change = 0.0
-    for key, s in start.items():
-        if s.dim() == 2 and key.endswith((".gamma", ".beta")):
-            m = full["G." + key].double()
-            lost += float(((comp["G." + key].double() - m) ** 2).sum())
-            change += float(((m - s.double()) ** 2).sum())
-    return lost / max(change, 1e-300)
+    return change_lost(unprefixed("G", full), unprefixed("G", comp), start)
 
 
 GRID_N = 32  # samples per half of a before/after grid
@@ -121,7 +114,7 @@ def main() -> None:
                 grid = dest / "grids" / f"{t}.png"
                 save_before_after(stored_x[t], small, t, grid)
                 # a task learned again (trained) is another run: its weights are not comparable
-                lost = None if mode == "trained" else change_lost(bank, small, t)
+                lost = None if mode == "trained" else task_change_lost(bank, small, t)
                 r.update({"mode": mode, "energy": energy, "FD-EL0": fd, "FD-EL0_before": before[t],
                           "change_lost": lost, "grid": str(grid)})
                 results["runs"].append(r)

@@ -64,6 +64,21 @@ def is_modulation_matrix(name: str, t: torch.Tensor) -> bool:
     return t.dim() == 2 and name.endswith((".gamma", ".beta"))
 
 
+def change_lost(full: dict[str, torch.Tensor], compressed: dict[str, torch.Tensor],
+                starts: dict[str, torch.Tensor]) -> float:
+    """||M_compressed - M||^2 / ||M - start||^2 summed over a generator task's gamma / beta
+    matrices (the three dicts under the same names): how much of what the task learned, its
+    change from the start, compression threw away. Above 1, the compressed task is farther from
+    the trained one than the start itself is."""
+    lost = change = 0.0
+    for name, start in starts.items():
+        if is_modulation_matrix(name, start):
+            m = full[name].double()
+            lost += float(((compressed[name].double() - m) ** 2).sum())
+            change += float(((m - start.double()) ** 2).sum())
+    return lost / max(change, 1e-300)
+
+
 def lowrank(m: torch.Tensor, energy: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, B) with A @ B.T the best rank-r approximation holding ``energy`` of sum(s^2)."""
     if not 0 < energy <= 1:

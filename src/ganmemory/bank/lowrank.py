@@ -60,11 +60,12 @@ class LowRankStore(BankDisk):
         target = out or self
         if target.source.file_hash != self.source.file_hash:
             raise GanMemoryError(f"bank '{target.root}' has another source; cannot hold these tasks")
-        bases, bases_meta = target._bases_artifact()
-        held = bases_meta.get("of", MATRIX) if any(k.endswith(".basis_u") for k in bases) else of
-        if shared and held != of:
-            raise GanMemoryError(f"bank '{target.root}' holds shared bases of each task's {held}, not of its "
-                                 f"{of}: compress with --of {held}, or into another bank")
+        if shared:
+            bases, bases_meta = target._bases_artifact()
+            held = bases_meta.get("of", MATRIX) if any(k.endswith(".basis_u") for k in bases) else of
+            if held != of:
+                raise GanMemoryError(f"bank '{target.root}' holds shared bases of each task's {held}, not of its "
+                                     f"{of}: compress with --of {held}, or into another bank")
         loaded = {}
         for name in names:
             tensors, meta = self.load_task(name)

@@ -87,11 +87,10 @@ class GanMemoryReplay(GenerativeReplay):
             meta = self.bank.task_meta(name)
             if meta.get("data") != task.train_spec or not self.gan.resumes(meta.get("train", {})) \
                     or meta.get("iterations") != self.gan.iters:
-                differ = ", ".join(d for d in (
-                    "" if meta.get("data") == task.train_spec else f"data '{meta.get('data')}'",
-                    "" if meta.get("iterations") == self.gan.iters
-                    else f"--iters {meta.get('iterations')} (now {self.gan.iters})",
-                    self.gan.differences(meta.get("train", {}))) if d)
+                differ = [f"data '{meta.get('data')}'"] if meta.get("data") != task.train_spec else []
+                if meta.get("iterations") != self.gan.iters:
+                    differ.append(f"--iters {meta.get('iterations')} (now {self.gan.iters})")
+                differ = ", ".join(d for d in differ + [self.gan.differences(meta.get("train", {}))] if d)
                 raise GanMemoryError(f"bank '{self.bank.root}' already holds task '{name}' learned with other "
                                      f"data or options{f' ({differ})' if differ else ''}; give another --memory "
                                      "folder")
