@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 from ganmemory.atomic import atomic_write_bytes, atomic_write_json
+from ganmemory.budget import seconds_per_step
 from ganmemory.errors import GanMemoryError
 from ganmemory.evaluate import CASProtocol, classification_accuracy_score, real_data_accuracy, real_floor
 from ganmemory.memory import MemoryBank
@@ -55,25 +56,6 @@ from ganmemory.train.precision import cpu_name
 
 RUNS = (("mnist", False), ("mnist-classes", True))
 TRAIN, TEST = "mnist", "mnist@test"
-
-
-def seconds_per_step(root: Path, conditional: bool, steps: int, recipe: dict) -> float:
-    """Seconds per learning step of the task, from two throw-away runs of ``steps`` and ``4 * steps``.
-
-    The difference of the two cancels the fixed start-up of a run (about 2 s here), which a single
-    short run would spread over its few steps and so overestimate a long run's step.
-    """
-    def run(n: int) -> float:
-        shutil.rmtree(root, ignore_errors=True)
-        bank = MemoryBank.create(root)
-        cfg = TrainConfig(iters=n, conditional=conditional, sample_every=0, ckpt_every=0, log_every=n, **recipe)
-        seconds = bank.learn("t", TRAIN, cfg, progress=False, log=lambda _: None)["seconds"]
-        shutil.rmtree(root, ignore_errors=True)
-        return seconds
-
-    short, long = run(steps), run(4 * steps)
-    # on a machine noisy enough to make the longer run no slower, fall back to its plain mean
-    return (long - short) / (3 * steps) if long > short else long / (4 * steps)
 
 
 def main() -> None:
@@ -137,7 +119,8 @@ def main() -> None:
             step, iters = None, max(a.checkpoints, a.iters[conditional])
             print(f"{name}: {iters} iterations", flush=True)
         else:
-            step = seconds_per_step(out / "calibrate", conditional, a.calibrate, a.cfg)
+            step = seconds_per_step(TRAIN, TrainConfig(iters=1, conditional=conditional, flip=a.flip, **a.cfg),
+                                    steps=a.calibrate)
             iters = max(a.checkpoints, int(minutes * 60 / step))
             print(f"{name}: {step:.3f} s per step -> {iters} iterations for {minutes:g} min", flush=True)
         every = -(-iters // a.checkpoints)

@@ -1,7 +1,7 @@
 """The seed's Figure 1(b) on real data here: FD-EL0 against iterations, task after task.
 
     python benchmarks/sequence.py                       # every method (several hours on 2 CPU cores)
-    python benchmarks/sequence.py --methods gan-memory finetune   # the seed's comparison (about 2 h)
+    python benchmarks/sequence.py --methods gan-memory finetune   # the seed's comparison (22-60 min)
     python benchmarks/sequence.py --iters 4 --eval-every 2 --n 16 --out /tmp/seq   # smoke test
 
 From the shipped 32 px source, tasks mnist -> fashion-mnist -> emoji, each trained --iters

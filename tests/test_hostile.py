@@ -415,6 +415,8 @@ BANKLESS_CASES = [
     (["pretrain", "--data", "{data}/flat", "--out", "o", "--resolution", "4096"], "resolution 4096 is not supported"),
     (["pretrain", "--data", "{data}/flat", "--out", "o", "--r1", "nan"], "argument --r1"),
     (["demo", "--iters", "0"], "argument --iters"),
+    (["demo", "--minutes", "0"], "argument --minutes: 0 must be above 0"),
+    (["demo", "--minutes", "inf"], "argument --minutes: 'inf' is not a finite number"),
     (["sample", "-n", "4", "--out", "/proc/forbidden/x.png"], "cannot use '/proc/forbidden"),
     (["sample", "-n", "4", "--out", "{tmp}"], "cannot use"),
     (["sample", "-n", "4", "--out-dir", "/proc/forbidden"], "cannot use '/proc/forbidden"),

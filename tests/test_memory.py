@@ -235,8 +235,8 @@ def test_interrupted_learn_resumes_exactly(tmp_path, tiny_source, image_folder):
     assert bank.tasks() == []  # no task file until the learn ends
     with pytest.raises(GanMemoryError, match="unfinished learn .* --resume"):
         bank.learn("b", image_folder["b"], cfg, progress=False, log=quiet)
-    other = replace(cfg, r1_gamma=1.0, lr_g=1e-3, lr_d=1e-3)
-    with pytest.raises(GanMemoryError, match=re.escape(f"other options (--lr 0.0005 (now 0.001), --r1 10 (now 1)); "
+    other = replace(cfg, r1_gamma=3.0, lr_g=1e-3, lr_d=1e-3)
+    with pytest.raises(GanMemoryError, match=re.escape(f"other options (--lr 0.0005 (now 0.001), --r1 1 (now 3)); "
                                                        "only --iters may change")):
         bank.learn("b", image_folder["b"], other, resume=True, progress=False, log=quiet)
     bank.learn("b", image_folder["b"], cfg, resume=True, progress=False, log=quiet)

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from .atomic import atomic_write_json
+from .budget import iterations_for, seconds_per_step
 from .data import fetch
 from .errors import GanMemoryError
 from .images import save_grid
@@ -20,17 +21,30 @@ from .train import TrainConfig
 
 DEMO_TASKS = (("mnist", "mnist"), ("fashion-mnist", "fashion-mnist"), ("emoji", "emoji"))
 MARKER = "demo.json"
-EVAL_N = 1000  # generated and real images per FD-EL0 score: about 30 s each on 2 CPU cores
+EVAL_N = 1000  # generated and real images per FD-EL0 score: 15-30 s each on 2 CPU cores
+# Minutes of learning, shared equally by the tasks, when no iteration count is given. Scoring,
+# sampling and start-up took 3 to 6 minutes more on the 2-core CPUs measured (the most on an
+# AVX2-only one, in fp32), so the demo stays within 15.
+LEARN_MINUTES = 8.0
 
 
 def _digest(x: torch.Tensor) -> str:
     return hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def run_demo(out: str | os.PathLike, iters: int = 500, source: str | None = None, seed: int = 0,
-             progress: bool = True, log: Callable[[str], None] = print, eval_n: int = EVAL_N) -> dict:
+def _task_config(iters: int, seed: int) -> TrainConfig:
+    # no flips: a mirrored digit, emoji or flag is another symbol
+    return TrainConfig(iters=iters, seed=seed, flip=False, sample_every=max(1, iters // 3), ckpt_every=100,
+                       log_every=25)
+
+
+def run_demo(out: str | os.PathLike, iters: int | None = None, source: str | None = None, seed: int = 0,
+             progress: bool = True, log: Callable[[str], None] = print, eval_n: int = EVAL_N,
+             minutes: float = LEARN_MINUTES) -> dict:
     """Learn mnist -> fashion-mnist -> emoji into a new bank under ``out``; returns the report.
 
+    Each task learns ``iters`` iterations; without a count, as many as ``minutes`` of learning
+    shared by the three tasks buy on this machine, from a timed throw-away run (``budget``).
     With ``eval_n`` > 0 each task is scored with FD-EL0 (``eval_n`` generated against ``eval_n``
     of its training images) before learning, when it is still the source, and at the end."""
     out = Path(out)
@@ -42,16 +56,19 @@ def run_demo(out: str | os.PathLike, iters: int = 500, source: str | None = None
     t_start = time.perf_counter()
     for _, spec in DEMO_TASKS:
         fetch(spec.split(":")[0])
+    per_step = None
+    if iters is None:
+        per_step = seconds_per_step(DEMO_TASKS[0][1], _task_config(1, seed), source=source)
+        iters = iterations_for(minutes * 60 / len(DEMO_TASKS), per_step)
+        log(f"{per_step:.3f} s per learning step here, so {minutes:g} minutes of learning make {iters:,} "
+            f"iterations per task (--iters {iters} repeats this run anywhere)")
     bank = MemoryBank.create(out / "bank", source)
     source_hash = bank.source.file_hash
     log(f"bank {out / 'bank'}: source {source_hash}, {bank.cfg.resolution} px")
     fingerprints: dict[str, str] = {}
     rows = []
     for name, spec in DEMO_TASKS:
-        # no flips: a mirrored digit, emoji or flag is another symbol
-        cfg = TrainConfig(iters=iters, seed=seed, flip=False, sample_every=max(1, iters // 3), ckpt_every=100,
-                          log_every=25)
-        meta = bank.learn(name, spec, cfg, progress=progress, log=log, eval_every=iters if eval_n else 0,
+        meta = bank.learn(name, spec, _task_config(iters, seed), progress=progress, log=log, eval_every=iters if eval_n else 0,
                           eval_n=eval_n or 1)
         x = bank.sample(name, 64, seed=seed)
         fingerprints[name] = _digest(x)
@@ -67,7 +84,8 @@ def run_demo(out: str | os.PathLike, iters: int = 500, source: str | None = None
     reopened = MemoryBank(out / "bank")
     n_task, n_g = reopened.generator_param_count()
     report = {"source_hash": source_hash, "source_unchanged": reopened.source.file_hash == source_hash,
-              "tasks": [], "seconds": round(time.perf_counter() - t_start, 1)}
+              "tasks": [], "seconds": round(time.perf_counter() - t_start, 1),
+              "seconds_per_step": None if per_step is None else round(per_step, 4)}
     for i, (name, _) in enumerate(DEMO_TASKS):
         later = [n for n, _ in DEMO_TASKS[i + 1:]]
         same = _digest(reopened.sample(name, 64, seed=seed)) == fingerprints[name]

@@ -174,7 +174,7 @@ def cmd_merge(a: argparse.Namespace) -> int:
 
 def cmd_demo(a: argparse.Namespace) -> int:
     from ..demo import run_demo
-    report = run_demo(a.out, iters=a.iters, source=a.source, seed=a.seed, eval_n=a.eval_n)
+    report = run_demo(a.out, iters=a.iters, source=a.source, seed=a.seed, eval_n=a.eval_n, minutes=a.minutes)
     return 0 if report["all_unchanged"] else 1
 
 

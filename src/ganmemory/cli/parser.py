@@ -90,6 +90,14 @@ def _fraction(text: str) -> float:
     return v
 
 
+def _positive_float(text: str) -> float:
+    """A finite number above 0 (minutes, seconds)."""
+    v = _finite(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{v:g} must be above 0")
+    return v
+
+
 MAX_DRAW = 10_000  # images one sample or interpolate call draws into memory at once
 
 
@@ -237,11 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--memory", required=True, metavar="BANK", help="bank that receives the tasks")
     mg.add_argument("others", nargs="+", metavar="OTHER_BANK", help="banks whose tasks are copied")
 
+    from ..demo import LEARN_MINUTES
     dm = _add(sub, "demo", "learn mnist, fashion-mnist, emoji from the shipped source; show nothing is forgotten",
-              "example:\n  ganmemory demo                       # about 13 minutes on 2 CPU cores\n"
+              "Without --iters, each task learns for a third of --minutes: a short timed run turns that into\n"
+              "an iteration count, which the demo prints (--iters with it repeats the run on any machine).\n\n"
+              "example:\n  ganmemory demo                       # under 15 minutes on 2 CPU cores\n"
               "  ganmemory demo --iters 100 --out /tmp/demo")
     dm.add_argument("--out", default="ganmemory-demo", metavar="DIR", help="output folder (an earlier demo's is replaced)")
-    dm.add_argument("--iters", type=_positive, default=500, help="iterations per task")
+    dm.add_argument("--iters", type=_positive, help="iterations per task (default: what --minutes buys here)")
+    dm.add_argument("--minutes", type=_positive_float, default=LEARN_MINUTES,
+                    help="minutes of learning shared by the three tasks when --iters is not given")
     dm.add_argument("--source", metavar="FILE", help="source file (default: the shipped source)")
     dm.add_argument("--seed", type=_seed, default=0, help="training and sampling seed")
     dm.add_argument("--eval-n", type=_nonnegative, default=1000, metavar="N",

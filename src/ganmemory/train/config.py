@@ -48,12 +48,17 @@ class TrainConfig:
     beta1: float = 0.0  # Adam betas (0, 0.99): no momentum, as GP-GAN
     beta2: float = 0.99
     eps: float = 1e-8
-    r1_gamma: float = 10.0  # weight of mean ||grad_x D(x)||^2 on reals, no 1/2 factor
+    # weight of mean ||grad_x D(x)||^2 on reals, no 1/2 factor. GP-GAN uses 10; at 8,282 mnist
+    # iterations 1 (with the short EMA below) scored 12 % lower FD-EL0 on the mean of two seeds
+    # (BENCHMARKS.md, "R1 1 with a short EMA")
+    r1_gamma: float = 1.0
     r1_every: int = 1  # R1 on every Nth D step, weighted N x (lazy regularisation); 1 = GP-GAN
     ema_beta: float = 0.999  # generator EMA (half-life about 693 steps); samples use the EMA
     # > 0: the EMA's half-life at step t is min(half-life of ema_beta, ema_rampup * t) steps, so a
-    # short run samples what it learned; 0 (GP-GAN) keeps 61 % of the source after 500 steps
-    ema_rampup: float = 0.05
+    # short run samples what it learned; 0 (GP-GAN) keeps 61 % of the source after 500 steps.
+    # 0.01 (83 steps at 8,282): a task still moving gains from a short average, and 0.2 scored
+    # worse than 0.05 (BENCHMARKS.md, "Levers for the 15-minute target")
+    ema_rampup: float = 0.01
     seed: int = 0  # seeds the batch order and every random draw, step by step
     seeds: str = "sha256"  # how each draw's seed derives from ``seed`` (ganmemory.seeds)
     precision: str = "auto"  # bf16 autocast where the hardware has bf16 natively, else fp32 (train/precision.py)

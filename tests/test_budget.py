@@ -1,0 +1,44 @@
+"""A wall-clock budget turned into iterations, and the demo sized by it."""
+
+import math
+
+import pytest
+
+from ganmemory.budget import iterations_for, seconds_per_step
+from ganmemory.demo import run_demo
+from ganmemory.errors import GanMemoryError
+from ganmemory.train import TrainConfig
+
+
+def test_iterations_for_rounds_down_to_tidy_counts():
+    assert iterations_for(200.0, 0.11) == 1800  # 1,818 steps fit
+    assert iterations_for(200.0, 0.11, multiple=1) == 1818
+    assert iterations_for(1.0, 0.11) == 50  # never fewer than ``least``
+    assert iterations_for(1.0, 0.11, least=1) == 1
+    for seconds, step in ((0.0, 0.1), (10.0, 0.0), (-1.0, 0.1), (math.nan, 0.1)):
+        with pytest.raises(GanMemoryError, match="positive seconds"):
+            iterations_for(seconds, step)
+
+
+def test_seconds_per_step_leaves_nothing_behind(tmp_path, tiny_source, image_folder):
+    (tmp_path / "scratch").mkdir()
+    step = seconds_per_step(image_folder["a"], TrainConfig(batch_size=4), source=tiny_source, steps=3,
+                            scratch=tmp_path / "scratch")
+    assert 0 < step < 10
+    assert list((tmp_path / "scratch").iterdir()) == []
+    with pytest.raises(GanMemoryError, match="at least 1 step"):
+        seconds_per_step(image_folder["a"], TrainConfig(batch_size=4), source=tiny_source, steps=0)
+
+
+def test_a_demo_sized_by_minutes_repeats_exactly_with_its_printed_iters(tmp_path, tiny_source):
+    said = []
+    timed = run_demo(tmp_path / "timed", source=tiny_source, minutes=0.01, eval_n=0, progress=False,
+                     log=said.append)
+    iters = {t["iterations"] for t in timed["tasks"]}
+    assert len(iters) == 1 and timed["seconds_per_step"] > 0 and timed["all_unchanged"]
+    (n,) = iters
+    assert any(f"--iters {n} repeats this run" in line for line in said), said
+    again = run_demo(tmp_path / "again", iters=n, source=tiny_source, eval_n=0, progress=False, log=lambda _: None)
+    assert again["seconds_per_step"] is None and again["all_unchanged"]
+    for name in ("mnist", "fashion-mnist", "emoji"):
+        assert (tmp_path / "timed" / f"{name}.png").read_bytes() == (tmp_path / "again" / f"{name}.png").read_bytes()
