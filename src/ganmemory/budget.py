@@ -1,8 +1,8 @@
 """Turning a wall-clock budget into a fixed number of learning iterations.
 
 A run sized this way is still an ordinary run of so many iterations: it is resumable, and
-``--iters`` with the printed count repeats it exactly on any machine. Only the count depends on
-the machine that sized it.
+``--iters`` with the printed count learns as many anywhere (bit for bit the same run on a machine
+of the same kind, as any seeded run). Only the count depends on the machine that sized it.
 """
 
 from __future__ import annotations

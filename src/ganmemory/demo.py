@@ -61,15 +61,15 @@ def run_demo(out: str | os.PathLike, iters: int | None = None, source: str | Non
         per_step = seconds_per_step(DEMO_TASKS[0][1], _task_config(1, seed), source=source)
         iters = iterations_for(minutes * 60 / len(DEMO_TASKS), per_step)
         log(f"{per_step:.3f} s per learning step here, so {minutes:g} minutes of learning make {iters:,} "
-            f"iterations per task (--iters {iters} repeats this run anywhere)")
+            f"iterations per task (--iters {iters} learns as many on any machine)")
     bank = MemoryBank.create(out / "bank", source)
     source_hash = bank.source.file_hash
     log(f"bank {out / 'bank'}: source {source_hash}, {bank.cfg.resolution} px")
     fingerprints: dict[str, str] = {}
     rows = []
     for name, spec in DEMO_TASKS:
-        meta = bank.learn(name, spec, _task_config(iters, seed), progress=progress, log=log, eval_every=iters if eval_n else 0,
-                          eval_n=eval_n or 1)
+        meta = bank.learn(name, spec, _task_config(iters, seed), progress=progress, log=log,
+                          eval_every=iters if eval_n else 0, eval_n=eval_n or 1)
         x = bank.sample(name, 64, seed=seed)
         fingerprints[name] = _digest(x)
         save_grid(x, out / f"{name}.png", nrow=8, scale=2)
