@@ -23,7 +23,7 @@ DEMO_TASKS = (("mnist", "mnist"), ("fashion-mnist", "fashion-mnist"), ("emoji", 
 MARKER = "demo.json"
 EVAL_N = 1000  # generated and real images per FD-EL0 score: 15-30 s each on 2 CPU cores
 # Minutes of learning, shared equally by the tasks, when no iteration count is given. Scoring,
-# sampling and start-up took 3 to 6 minutes more on the 2-core CPUs measured (the most on an
+# sampling and start-up took 2.3 to about 6 minutes more on the 2-core CPUs measured (the most on an
 # AVX2-only one, in fp32), so the demo stays within 15.
 LEARN_MINUTES = 8.0
 
