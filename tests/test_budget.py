@@ -28,6 +28,19 @@ def test_seconds_per_step_leaves_nothing_behind(tmp_path, tiny_source, image_fol
     assert list((tmp_path / "scratch").iterdir()) == []
     with pytest.raises(GanMemoryError, match="at least 1 step"):
         seconds_per_step(image_folder["a"], TrainConfig(batch_size=4), source=tiny_source, steps=0)
+    with pytest.raises(GanMemoryError, match="at least 1 repeat"):
+        seconds_per_step(image_folder["a"], TrainConfig(batch_size=4), source=tiny_source, repeats=0)
+
+
+def test_seconds_per_step_keeps_each_length_s_least_disturbed_time(monkeypatch, tmp_path, tiny_source, image_folder):
+    from ganmemory.memory import MemoryBank
+
+    # short / long pairs: the first pair disturbed in its long run, the second in its short run
+    timed = iter([9.0, 1.0, 9.0, 5.0, 4.0])  # warm-up, short, long, short, long
+    monkeypatch.setattr(MemoryBank, "learn", lambda *a, **k: {"seconds": next(timed)})
+    step = seconds_per_step(image_folder["a"], TrainConfig(batch_size=4), source=tiny_source, steps=10,
+                            scratch=tmp_path)
+    assert step == pytest.approx((4.0 - 1.0) / 30)
 
 
 def test_a_demo_sized_by_minutes_repeats_exactly_with_its_printed_iters(tmp_path, tiny_source):

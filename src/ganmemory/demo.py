@@ -44,7 +44,7 @@ def run_demo(out: str | os.PathLike, iters: int | None = None, source: str | Non
     """Learn mnist -> fashion-mnist -> emoji into a new bank under ``out``; returns the report.
 
     Each task learns ``iters`` iterations; without a count, as many as ``minutes`` of learning
-    shared by the three tasks buy on this machine, from a timed throw-away run (``budget``).
+    shared by the three tasks buy on this machine, from timed throw-away runs (``budget``).
     With ``eval_n`` > 0 each task is scored with FD-EL0 (``eval_n`` generated against ``eval_n``
     of its training images) before learning, when it is still the source, and at the end."""
     out = Path(out)
