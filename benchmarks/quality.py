@@ -13,8 +13,9 @@ but without random flips (``--flip`` adds them; a mirrored digit is another symb
 - ``mnist``: unconditional, ``--minutes`` [0] of learning;
 - ``mnist-classes``: class-conditional, ``--minutes`` [1] of learning.
 
-The learning time is turned into iterations by timing two short runs of the same task first
-(``--calibrate`` and 4x as many steps; their difference leaves out a run's fixed start-up);
+The learning time is turned into iterations by timing short runs of the same task first
+(``--calibrate`` and 4x as many steps, twice each, the fastest of each length kept; their
+difference leaves out a run's fixed start-up);
 ``--iters`` gives the iterations instead.
 Each task is scored ``--checkpoints`` + 1 times (at the start, which is the source, and at equal
 steps to the end) with FD-EL0 on ``--n`` generated images against ``--n`` images of the real test
@@ -26,7 +27,8 @@ results.json of the same ``--n`` (on a 2-core CPU it costs about 12 minutes at n
 The conditional task also gets the Classification Accuracy Score (CAS, Ravuri & Vinyals 2019):
 the library's default CNN trained on ``--per-class`` generated images per class for ``--cas-steps``
 Adam steps, tested on the real test split; beside it the same protocol on real training images
-(the ceiling).
+(the ceiling). Both also give each class's accuracy on its own real test images, which shows
+which of the generator's classes fall short.
 
 Writes OUT/results.json, OUT/table.md, OUT/fd.png and OUT/NAME/iter_XXXXXXX.png. FD-EL0 is a
 Fréchet distance on EfficientNet-Lite0 features, not FID.
@@ -136,8 +138,10 @@ def main() -> None:
         hist = meta["metrics"]
         row["fd_ratio"] = hist[-1]["FD-EL0"] / hist[0]["FD-EL0"]
         if conditional:
-            row["cas"] = classification_accuracy_score(bank, name, TEST, protocol)["value"]
-            row["real_accuracy"] = real_data_accuracy(TRAIN, TEST, 32, protocol)["value"]
+            cas, real = classification_accuracy_score(bank, name, TEST, protocol), \
+                real_data_accuracy(TRAIN, TEST, 32, protocol)
+            row["cas"], row["cas_per_class"] = cas["value"], cas["per_class"]
+            row["real_accuracy"], row["real_per_class"] = real["value"], real["per_class"]
             print(f"  {name}: CAS {100 * row['cas']:.1f} % against {100 * row['real_accuracy']:.1f} % "
                   "for real images", flush=True)
         results["tasks"][name] = row
@@ -163,6 +167,14 @@ def write_report(results: dict, out: Path) -> None:
         if "cas" in row:
             lines.append(f"\nCAS of {name}: {100 * row['cas']:.2f} %; the same classifier on real images: "
                          f"{100 * row['real_accuracy']:.2f} % (protocol {results.get('protocol')})\n")
+            if "cas_per_class" in row:
+                classes = list(row["cas_per_class"])
+                lines += ["| accuracy on each class's real test images | " + " | ".join(classes) + " |",
+                          "|---|" + "---|" * len(classes),
+                          "| trained on generated images (CAS) | " +
+                          " | ".join(f"{100 * row['cas_per_class'][c]:.1f}" for c in classes) + " |",
+                          "| trained on real images | " +
+                          " | ".join(f"{100 * row['real_per_class'][c]:.1f}" for c in classes) + " |", ""]
     atomic_write_bytes(out / "table.md", ("\n".join(lines) + "\n").encode())
     plot_curves(curves, out / "fd.png", title=f"FD-EL0 against learning time ({results['processor']})",
                 xlabel="minutes of learning", ylabel="FD-EL0")

@@ -85,9 +85,13 @@ def test_cas_trains_on_generated_images_of_each_class(tmp_path, tiny_source, lab
     protocol = CASProtocol(per_class=4, steps=3, batch=4)
     res = classification_accuracy_score(bank, "pets", labelled, protocol)
     assert res["metric"] == "CAS" and 0 <= res["value"] <= 1 and res["n_test"] == 24
+    # 12 test images per class: the whole-split accuracy is the mean of the two recalls
+    assert set(res["per_class"]) == {"cat", "dog"}
+    assert res["value"] == pytest.approx(sum(res["per_class"].values()) / 2, abs=1e-4)
     assert res == classification_accuracy_score(bank, "pets", labelled, protocol)  # a fixed protocol
     ceiling = real_data_accuracy(labelled, labelled, 16, protocol)
     assert ceiling["metric"] == "real-data accuracy" and 0 <= ceiling["value"] <= 1
+    assert set(ceiling["per_class"]) == {"cat", "dog"}
     with pytest.raises(GanMemoryError, match="fewer than 20 images of class 'cat'"):
         real_data_accuracy(labelled, labelled, 16, CASProtocol(per_class=20))
     bank.learn("plain", labelled, TrainConfig(iters=1, batch_size=4, sample_every=0, ckpt_every=0),
@@ -96,3 +100,31 @@ def test_cas_trains_on_generated_images_of_each_class(tmp_path, tiny_source, lab
         classification_accuracy_score(bank, "plain", labelled, protocol)
     with pytest.raises(GanMemoryError, match="CAS option steps must be >= 1"):
         CASProtocol(steps=0)
+
+
+def test_evaluate_cas_on_the_command_line_prints_each_class_and_the_ceiling(tmp_path, tiny_source, labelled):
+    bank = MemoryBank.create(tmp_path / "bank", tiny_source)
+    bank.learn("pets", labelled, TrainConfig(iters=2, batch_size=4, conditional=True, sample_every=0, ckpt_every=0),
+               progress=False, log=lambda _m: None)
+    bank.learn("plain", labelled, TrainConfig(iters=1, batch_size=4, sample_every=0, ckpt_every=0),
+               progress=False, log=lambda _m: None)
+    from ganmemory.evaluate import CASProtocol, classification_accuracy_score, real_data_accuracy
+    protocol = CASProtocol(per_class=4, steps=3, batch=64, seed=2)
+    proc = run("evaluate", "--memory", str(bank.root), "--task", "pets", "--data", labelled, "--metric", "cas",
+               "--per-class", "4", "--cas-steps", "3", "--seed", "2", "--ceiling", labelled,
+               "--json", str(tmp_path / "cas.json"))
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "cas.json").read_text())
+    # the command runs the library's protocol, to the digit
+    want = classification_accuracy_score(bank, "pets", labelled, protocol)
+    assert {k: res[k] for k in want} == want
+    assert res["ceiling"] == real_data_accuracy(labelled, labelled, 16, protocol)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"task 'pets' vs '{labelled}': CAS = {100 * want['value']:.2f} %")
+    assert "cat" in lines[1] and "dog" in lines[1]
+    assert lines[2].startswith("trained on the task's images (CAS)")
+    assert lines[2].split()[-1] == f"{100 * want['value']:.2f}%"
+    assert lines[3].startswith(f"trained on real images of '{labelled}'")
+    proc = run("evaluate", "--memory", str(bank.root), "--task", "plain", "--data", labelled, "--metric", "cas")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "task 'plain' is not class-conditional" in proc.stderr

@@ -384,6 +384,9 @@ OPTION_CASES = [
     (["compress", "--in-place", "--energy", "1.5", "--no-eval"], "argument --energy"),
     (["compress", "--in-place", "--task", "small", "--no-eval"], "is already compressed"),
     (["evaluate", "--task", "a", "--data", "{data}/flat", "--n", "0"], "argument --n"),
+    (["evaluate", "--task", "cond", "--data", "{data}/flat", "--metric", "cas", "--per-class", "0"],
+     "argument --per-class"),
+    (["evaluate", "--task", "a", "--data", "{data}/flat", "--metric", "cas"], "is not class-conditional"),
 ]
 
 

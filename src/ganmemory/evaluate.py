@@ -117,13 +117,15 @@ class CASProtocol:
         check_seed(self.seed)
 
 
-def classifier_accuracy(images: np.ndarray, labels: np.ndarray, test: ImageSet, n_classes: int,
-                        protocol: CASProtocol) -> float:
+def classifier_accuracy(images: np.ndarray, labels: np.ndarray, test: ImageSet, classes: Sequence[str],
+                        protocol: CASProtocol) -> dict[str, Any]:
     """Train the default CNN on uint8 ``images`` [N, R, R, 3] with ``labels`` [N] by ``protocol``
-    and return its accuracy on ``test`` (whose labels index the same classes)."""
+    and test it on ``test`` (whose labels index ``classes``): ``value`` is the accuracy over the
+    whole test split and ``per_class`` each class's accuracy on its own test images (the recall),
+    which shows where a generator's classes fall short."""
     from .lifelong.classifier import Classifier
     from .lifelong.config import LifelongConfig
-    from .lifelong.metrics import accuracy
+    from .lifelong.metrics import predict
     from .lifelong.training import train_task
     from .lifelong.strategies.base import Strategy
 
@@ -131,9 +133,12 @@ def classifier_accuracy(images: np.ndarray, labels: np.ndarray, test: ImageSet, 
                          resolution=images.shape[1])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(protocol.seed)
-        model = Classifier(n_classes, "cnn", cfg.resolution)
+        model = Classifier(len(classes), "cnn", cfg.resolution)
         train_task(model, images, labels, Strategy(cfg, ".", lambda _: None), cfg, 0, "CAS", progress=False)
-    return accuracy(model.eval(), test.images, test.labels)
+    right = predict(model.eval(), test.images) == np.asarray(test.labels)  # [N_test]
+    per_class = {c: round(float(right[test.labels == i].mean()), 4) for i, c in enumerate(classes)
+                 if (test.labels == i).any()}
+    return {"value": float(right.mean()), "per_class": per_class}
 
 
 def _test_labels(task_classes: Sequence[str], test: ImageSet, test_spec: str) -> ImageSet:
@@ -159,8 +164,8 @@ def classification_accuracy_score(bank, task: str, test_spec: str, protocol: CAS
     test = _test_labels(classes, load_data(test_spec, bank.cfg.resolution), test_spec)
     x = bank.sample(task, protocol.per_class, seed=protocol.seed, classes=classes)  # [C * n, 3, R, R], class-major
     labels = np.repeat(np.arange(len(classes)), protocol.per_class)
-    value = classifier_accuracy(to_uint8(x), labels, test, len(classes), protocol)
-    return {"task": task, "metric": "CAS", "value": value, "test": test_spec, "n_test": len(test),
+    scores = classifier_accuracy(to_uint8(x), labels, test, classes, protocol)
+    return {"task": task, "metric": "CAS", **scores, "test": test_spec, "n_test": len(test),
             "protocol": dataclasses.asdict(protocol)}
 
 
@@ -177,6 +182,6 @@ def real_data_accuracy(train_spec: str, test_spec: str, resolution: int, protoco
     if short:
         raise GanMemoryError(f"data '{train_spec}' has fewer than {protocol.per_class} images of class "
                              f"'{data.classes[short[0]]}'")
-    value = classifier_accuracy(data.images[keep], data.labels[keep], test, len(data.classes), protocol)
-    return {"metric": "real-data accuracy", "value": value, "train": train_spec, "test": test_spec,
+    scores = classifier_accuracy(data.images[keep], data.labels[keep], test, list(data.classes), protocol)
+    return {"metric": "real-data accuracy", **scores, "train": train_spec, "test": test_spec,
             "n_test": len(test), "protocol": dataclasses.asdict(protocol)}

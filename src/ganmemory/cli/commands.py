@@ -74,10 +74,36 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from ..atomic import atomic_write_json
     from ..evaluate import evaluate_task
     from ..memory import MemoryBank
+    if a.metric == "cas":
+        return _evaluate_cas(a)
     res = evaluate_task(MemoryBank(a.memory), a.task, a.data, a.metric, a.n, a.seed, a.inception_weights)
     extra = f" +- {res['std']:.4f}" if "std" in res else ""
     print(f"task '{a.task}' vs '{a.data}': {res['metric']} = {res['value']:.4f}{extra} "
           f"({res['n_generated']} generated, {res['n_real']} real; features: {res['feature_network']})")
+    if a.json:
+        atomic_write_json(a.json, res)
+    return 0
+
+
+def _evaluate_cas(a: argparse.Namespace) -> int:
+    from ..atomic import atomic_write_json
+    from ..evaluate import CASProtocol, classification_accuracy_score, real_data_accuracy
+    from ..memory import MemoryBank
+    bank = MemoryBank(a.memory)
+    protocol = CASProtocol(per_class=a.per_class, steps=a.cas_steps, seed=a.seed)
+    res = classification_accuracy_score(bank, a.task, a.data, protocol)
+    rows = [("trained on the task's images (CAS)", res)]
+    if a.ceiling:
+        res["ceiling"] = real_data_accuracy(a.ceiling, a.data, bank.cfg.resolution, protocol)
+        rows.append((f"trained on real images of '{a.ceiling}'", res["ceiling"]))
+    print(f"task '{a.task}' vs '{a.data}': CAS = {100 * res['value']:.2f} % ({a.per_class} images per class, "
+          f"{a.cas_steps} classifier steps, tested on {res['n_test']} real images)")
+    classes = list(res["per_class"])
+    width = max(len(label) for label, _ in rows)
+    print(f"{'accuracy on each class':<{width}}  " + " ".join(f"{c[:7]:>7}" for c in classes) + "      all")
+    for label, r in rows:
+        print(f"{label:<{width}}  " + " ".join(f"{100 * r['per_class'][c]:6.1f}%" for c in classes) +
+              f"  {100 * r['value']:6.2f}%")
     if a.json:
         atomic_write_json(a.json, res)
     return 0

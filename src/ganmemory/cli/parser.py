@@ -184,20 +184,34 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --lowrank: start the coefficients at zero, so the task starts at the source, or at "
                          f"the last low-rank task's (the paper's choice; worse between unlike tasks) (default: {low.init})")
 
-    ev = _add(sub, "evaluate", "score a task against real data (FD-EL0, KID-EL0, or FID with Inception weights)",
+    ev = _add(sub, "evaluate", "score a task against real data (FD-EL0, KID-EL0, FID with Inception weights, "
+                               "or CAS for a class-conditional task)",
               "examples:\n  ganmemory evaluate --memory bank/ --task digits --data mnist@test --n 5000\n"
               "  ganmemory evaluate --memory bank/ --task digits --data mnist --metric kid-el0\n"
               "  ganmemory evaluate --memory bank/ --task digits --data mnist --metric fid \\\n"
               "      --inception-weights pt_inception-2015-12-05-6726825d.pth\n"
-              "FD-EL0 and KID-EL0 use EfficientNet-Lite0 features: FID-like, not comparable with published FID.")
+              "  ganmemory evaluate --memory bank/ --task digits --data mnist@test --metric cas --ceiling mnist\n"
+              "FD-EL0 and KID-EL0 use EfficientNet-Lite0 features: FID-like, not comparable with published FID.\n"
+              "CAS (Classification Accuracy Score): the library's small CNN trained only on the task's images\n"
+              "(--per-class of each class, --cas-steps Adam steps, batch 64, seed --seed), tested on --data's\n"
+              "real images of the same classes; printed with each class's accuracy. --ceiling trains the same\n"
+              "classifier on as many real images per class of another split, the score to compare with.")
     ev.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
     ev.add_argument("--task", required=True, metavar="NAME", help="task to score")
     ev.add_argument("--data", required=True, metavar="SPEC", help="real data to compare with")
     ev.add_argument("--n", type=_positive, default=5000, help="generated and real images (real capped at the data size)")
-    ev.add_argument("--metric", default="fd-el0", choices=tuple(METRICS), help="score")
+    ev.add_argument("--metric", default="fd-el0", choices=tuple(METRICS) + ("cas",), help="score")
     ev.add_argument("--inception-weights", metavar="PATH", help="pytorch-fid's InceptionV3 weights (for --metric fid)")
     ev.add_argument("--seed", type=_seed, default=0, help="seed of the generated latents")
     ev.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    from ..evaluate import CASProtocol
+    cas = CASProtocol()
+    ev.add_argument("--per-class", type=_count(MAX_DRAW), default=cas.per_class,
+                    help="with --metric cas: generated images per class the classifier trains on")
+    ev.add_argument("--cas-steps", type=_count(1_000_000), default=cas.steps,
+                    help="with --metric cas: the classifier's Adam steps")
+    ev.add_argument("--ceiling", metavar="SPEC",
+                    help="with --metric cas: also train the classifier on real images of SPEC (e.g. mnist)")
 
     ls = _add(sub, "list", "list the tasks of a bank: data, iterations, parameters, % of G, bytes",
               "example:\n  ganmemory list --memory bank/")
