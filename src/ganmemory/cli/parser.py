@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=_positive, default=5000, help="generated and real images (real capped at the data size)")
     ev.add_argument("--metric", default="fd-el0", choices=tuple(METRICS) + ("cas",), help="score")
     ev.add_argument("--inception-weights", metavar="PATH", help="pytorch-fid's InceptionV3 weights (for --metric fid)")
-    ev.add_argument("--seed", type=_seed, default=0, help="seed of the generated latents")
+    ev.add_argument("--seed", type=_seed, default=0,
+                    help="seed of the generated latents (with --metric cas, also of the classifier)")
     ev.add_argument("--json", metavar="FILE", help="also write the result as JSON")
     from ..evaluate import CASProtocol
     cas = CASProtocol()
