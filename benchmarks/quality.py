@@ -167,14 +167,13 @@ def write_report(results: dict, out: Path) -> None:
         if "cas" in row:
             lines.append(f"\nCAS of {name}: {100 * row['cas']:.2f} %; the same classifier on real images: "
                          f"{100 * row['real_accuracy']:.2f} % (protocol {results.get('protocol')})\n")
-            if "cas_per_class" in row:
-                classes = list(row["cas_per_class"])
-                lines += ["| accuracy on each class's real test images | " + " | ".join(classes) + " |",
-                          "|---|" + "---|" * len(classes),
-                          "| trained on generated images (CAS) | " +
-                          " | ".join(f"{100 * row['cas_per_class'][c]:.1f}" for c in classes) + " |",
-                          "| trained on real images | " +
-                          " | ".join(f"{100 * row['real_per_class'][c]:.1f}" for c in classes) + " |", ""]
+            classes = list(row["cas_per_class"])
+            lines += ["| accuracy on each class's real test images | " + " | ".join(classes) + " |",
+                      "|---|" + "---|" * len(classes),
+                      "| trained on generated images (CAS) | " +
+                      " | ".join(f"{100 * row['cas_per_class'][c]:.1f}" for c in classes) + " |",
+                      "| trained on real images | " +
+                      " | ".join(f"{100 * row['real_per_class'][c]:.1f}" for c in classes) + " |", ""]
     atomic_write_bytes(out / "table.md", ("\n".join(lines) + "\n").encode())
     plot_curves(curves, out / "fd.png", title=f"FD-EL0 against learning time ({results['processor']})",
                 xlabel="minutes of learning", ylabel="FD-EL0")

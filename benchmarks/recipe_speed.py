@@ -7,8 +7,8 @@ Each variant is ``learn``'s default recipe with its R1 weight and EMA ramp-up se
 (``VARIANTS``; the last pair is ``learn``'s default), so a name says what ran whatever the
 defaults are. Every round learns one unconditional mnist task per variant over the shipped
 source in a throw-away bank (no flips, no grids, no checkpoints), the variants taking turns so
-machine noise hits them alike, and records the seconds ``MemoryBank.learn`` reports divided by the steps. Prints the medians;
-``--out`` also writes every round as JSON. The R1 weight and the EMA's ramp-up change no
+machine noise hits them alike, and records the seconds ``MemoryBank.learn`` reports divided by
+the steps. Prints the medians; ``--out`` also writes every round as JSON. The R1 weight and the EMA's ramp-up change no
 arithmetic of the step's networks, so a difference here is the machine's, or the values'.
 """
 

@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ..demo import LEARN_MINUTES
     dm = _add(sub, "demo", "learn mnist, fashion-mnist, emoji from the shipped source; show nothing is forgotten",
-              "Without --iters, each task learns for a third of --minutes: a short timed run turns that into\n"
+              "Without --iters, each task learns for a third of --minutes: short timed runs turn that into\n"
               "an iteration count, which the demo prints (--iters with it learns as many on any machine).\n\n"
               "example:\n  ganmemory demo                       # under 15 minutes on 2 CPU cores\n"
               "  ganmemory demo --iters 100 --out /tmp/demo")
