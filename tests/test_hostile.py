@@ -387,6 +387,12 @@ OPTION_CASES = [
     (["evaluate", "--task", "cond", "--data", "{data}/flat", "--metric", "cas", "--per-class", "0"],
      "argument --per-class"),
     (["evaluate", "--task", "a", "--data", "{data}/flat", "--metric", "cas"], "is not class-conditional"),
+    (["evaluate", "--task", "cond", "--data", "{data}/flat", "--metric", "cas", "--n", "100"],
+     "--n does not apply to --metric cas"),
+    (["evaluate", "--task", "a", "--data", "{data}/flat", "--ceiling", "mnist"],
+     "--ceiling does not apply to --metric fd-el0"),
+    (["evaluate", "--task", "a", "--data", "{data}/flat", "--inception-weights", "w.pth"],
+     "--inception-weights does not apply to --metric fd-el0"),
 ]
 
 

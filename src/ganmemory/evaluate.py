@@ -25,6 +25,9 @@ from .metrics import METRICS, Metric, build_extractor, extract_features, frechet
 from .metrics.features import EXTRACTORS, FeatureNet
 from .source import latents
 
+EVAL_N = 5000  # generated and real images per score unless told otherwise
+
+
 def find_metric(option: str) -> Metric:
     """The metric a command-line name (``METRICS``, any case) stands for."""
     try:
@@ -37,7 +40,7 @@ class Scorer:
     """Scores a generator against one data spec; the feature network and the real statistics
     are loaded once and reused (``learn --eval-every`` calls it many times)."""
 
-    def __init__(self, data_spec: str, resolution: int, metric: str = "fd-el0", n: int = 5000,
+    def __init__(self, data_spec: str, resolution: int, metric: str = "fd-el0", n: int = EVAL_N,
                  inception_weights: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None):
         self.entry = find_metric(metric)
         self.metric, self.extractor_name = self.entry.name, self.entry.extractor
@@ -83,7 +86,7 @@ def real_floor(data_spec: str, resolution: int, n: int, extractor: FeatureNet, s
     return frechet_distance(*statistics(fa), *statistics(fb))
 
 
-def evaluate_task(bank, task: str, data_spec: str, metric: str = "fd-el0", n: int = 5000, seed: int = 0,
+def evaluate_task(bank, task: str, data_spec: str, metric: str = "fd-el0", n: int = EVAL_N, seed: int = 0,
                   inception_weights: str | os.PathLike | None = None, scorer: Scorer | None = None
                   ) -> dict[str, Any]:
     """Score a bank's task against ``data_spec``; pass ``scorer`` to reuse a loaded one."""

@@ -70,13 +70,25 @@ def cmd_learn(a: argparse.Namespace) -> int:
     return 0
 
 
+def _misplaced_options(a: argparse.Namespace) -> list[str]:
+    """The options given to ``evaluate`` that its --metric does not use."""
+    cas_only = {"--per-class": a.per_class, "--cas-steps": a.cas_steps, "--ceiling": a.ceiling}
+    given = {"--n": a.n, "--inception-weights": a.inception_weights} if a.metric == "cas" else {
+        **cas_only, **({} if a.metric == "fid" else {"--inception-weights": a.inception_weights})}
+    return [option for option, value in given.items() if value is not None]
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from ..atomic import atomic_write_json
-    from ..evaluate import evaluate_task
+    from ..evaluate import EVAL_N, evaluate_task
     from ..memory import MemoryBank
+    misplaced = _misplaced_options(a)
+    if misplaced:
+        raise GanMemoryError(f"{' and '.join(misplaced)} {'does' if len(misplaced) == 1 else 'do'} not apply to "
+                             f"--metric {a.metric}")
     if a.metric == "cas":
         return _evaluate_cas(a)
-    res = evaluate_task(MemoryBank(a.memory), a.task, a.data, a.metric, a.n, a.seed, a.inception_weights)
+    res = evaluate_task(MemoryBank(a.memory), a.task, a.data, a.metric, a.n or EVAL_N, a.seed, a.inception_weights)
     extra = f" +- {res['std']:.4f}" if "std" in res else ""
     print(f"task '{a.task}' vs '{a.data}': {res['metric']} = {res['value']:.4f}{extra} "
           f"({res['n_generated']} generated, {res['n_real']} real; features: {res['feature_network']})")
@@ -90,14 +102,15 @@ def _evaluate_cas(a: argparse.Namespace) -> int:
     from ..evaluate import CASProtocol, classification_accuracy_score, real_data_accuracy
     from ..memory import MemoryBank
     bank = MemoryBank(a.memory)
-    protocol = CASProtocol(per_class=a.per_class, steps=a.cas_steps, seed=a.seed)
+    default = CASProtocol()
+    protocol = CASProtocol(per_class=a.per_class or default.per_class, steps=a.cas_steps or default.steps, seed=a.seed)
     res = classification_accuracy_score(bank, a.task, a.data, protocol)
     rows = [("trained on the task's images (CAS)", res)]
     if a.ceiling:
         res["ceiling"] = real_data_accuracy(a.ceiling, a.data, bank.cfg.resolution, protocol)
         rows.append((f"trained on real images of '{a.ceiling}'", res["ceiling"]))
-    print(f"task '{a.task}' vs '{a.data}': CAS = {100 * res['value']:.2f} % ({a.per_class} images per class, "
-          f"{a.cas_steps} classifier steps, tested on {res['n_test']} real images)")
+    print(f"task '{a.task}' vs '{a.data}': CAS = {100 * res['value']:.2f} % ({protocol.per_class} images per class, "
+          f"{protocol.steps} classifier steps, tested on {res['n_test']} real images)")
     classes = list(res["per_class"])
     width = max(len(label) for label, _ in rows)
     print(f"{'accuracy on each class':<{width}}  " + " ".join(f"{c[:7]:>7}" for c in classes) + "      all")

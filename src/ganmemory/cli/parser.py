@@ -196,21 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
               "(--per-class of each class, --cas-steps Adam steps, batch 64, seed --seed), tested on --data's\n"
               "real images of the same classes; printed with each class's accuracy. --ceiling trains the same\n"
               "classifier on as many real images per class of another split, the score to compare with.")
+    from ..evaluate import EVAL_N, CASProtocol
+    cas = CASProtocol()
     ev.add_argument("--memory", required=True, metavar="BANK", help="bank folder")
     ev.add_argument("--task", required=True, metavar="NAME", help="task to score")
     ev.add_argument("--data", required=True, metavar="SPEC", help="real data to compare with")
-    ev.add_argument("--n", type=_positive, default=5000, help="generated and real images (real capped at the data size)")
+    ev.add_argument("--n", type=_positive, metavar="N",
+                    help=f"generated and real images (real capped at the data size; default {EVAL_N}); not with cas")
     ev.add_argument("--metric", default="fd-el0", choices=tuple(METRICS) + ("cas",), help="score")
-    ev.add_argument("--inception-weights", metavar="PATH", help="pytorch-fid's InceptionV3 weights (for --metric fid)")
+    ev.add_argument("--inception-weights", metavar="PATH", help="pytorch-fid's InceptionV3 weights (--metric fid only)")
     ev.add_argument("--seed", type=_seed, default=0,
                     help="seed of the generated latents (with --metric cas, also of the classifier)")
     ev.add_argument("--json", metavar="FILE", help="also write the result as JSON")
-    from ..evaluate import CASProtocol
-    cas = CASProtocol()
-    ev.add_argument("--per-class", type=_count(MAX_DRAW), default=cas.per_class,
-                    help="with --metric cas: generated images per class the classifier trains on")
-    ev.add_argument("--cas-steps", type=_count(1_000_000), default=cas.steps,
-                    help="with --metric cas: the classifier's Adam steps")
+    ev.add_argument("--per-class", type=_count(MAX_DRAW), metavar="N",
+                    help=f"with --metric cas: generated images per class the classifier trains on (default {cas.per_class})")
+    ev.add_argument("--cas-steps", type=_count(1_000_000), metavar="N",
+                    help=f"with --metric cas: the classifier's Adam steps (default {cas.steps})")
     ev.add_argument("--ceiling", metavar="SPEC",
                     help="with --metric cas: also train the classifier on real images of SPEC (e.g. mnist)")
 
