@@ -3,13 +3,15 @@
     python benchmarks/compression.py                   # on the sequence benchmark's bank (runs/sequence/bank)
     python benchmarks/compression.py --bank BANK --energies 0.9 --n 200 --out /tmp/cmp   # smaller
     python benchmarks/compression.py --modes trained --energies 0.9 --out runs/compression-trained
+    python benchmarks/compression.py --energies 0.9 --budgets 5 --modes per-task   # 5 % of G per task
 
 For every mode and energy, the bank's tasks go into a new bank under OUT and each task is scored
 against its own training data with the same latents as the uncompressed task:
 
 - ``per-task``, ``shared``: the stored tasks compressed after the fact, in fp16, factorising
   each matrix's change from the source (``--of change``, ``compress``'s default) or the matrix
-  itself (``--of matrix``);
+  itself (``--of matrix``), at each of ``--energies``; per-task also at each of ``--budgets``
+  (``compress --budget``: a share of G per task, its ranks spread over the task's matrices);
 - ``trained``: the tasks learned again, in order, with ``learn --lowrank`` (the same data and
   training options as the stored ones; float32), so they train in the accumulated bases.
 
@@ -76,7 +78,10 @@ def learn_lowrank(bank: MemoryBank, names: list[str], dest: MemoryBank, energy: 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bank", default="runs/sequence/bank")
-    p.add_argument("--energies", nargs="+", type=float, default=[0.8, 0.9, 0.95])
+    p.add_argument("--energies", nargs="*", type=float, default=[0.8, 0.9, 0.95],
+                   help="energies per mode (none: only --budgets)")
+    p.add_argument("--budgets", nargs="+", type=float, default=[],
+                   help="per-task mode also at these budgets, in %% of G per task (compress --budget)")
     p.add_argument("--modes", nargs="+", default=["per-task", "shared"], choices=["per-task", "shared", "trained"])
     p.add_argument("--n", type=int, default=1000, help="generated and real images per score")
     p.add_argument("--of", default="change", choices=["change", "matrix"],
@@ -97,35 +102,38 @@ def main() -> None:
                "date": time.strftime("%Y-%m-%d"), "generator_parameters": n_g,
                "before": {t: {"FD-EL0": before[t], "parameters": bank.task_meta(t)["task_parameters"]}
                           for t in names}, "runs": []}
-    lines = ["| mode | energy | task | parameters | % of G | FD-EL0 before -> after | FD change | change lost |",
+    lines = ["| mode | energy / budget | task | parameters | % of G | FD-EL0 before -> after | FD change | change lost |",
              "|---|---|---|---|---|---|---|---|"]
-    for mode in a.modes:
-        for energy in a.energies:
-            dest = out / f"{mode}-{energy}"
-            shutil.rmtree(dest, ignore_errors=True)
-            small = MemoryBank.create(dest, bank.root / "source.safetensors")
-            if mode == "trained":
-                rows = learn_lowrank(bank, names, small, energy, a.lowrank_init)
-            else:
-                rows = bank.compress(names, energy, torch.float16, small, shared=mode == "shared", of=a.of)
-            for r in rows:
-                t = r["task"]
-                fd = evaluate_task(small, t, small.task_meta(t)["data"], scorer=scorers[t])["value"]
-                grid = dest / "grids" / f"{t}.png"
-                save_before_after(stored_x[t], small, t, grid)
-                # a task learned again (trained) is another run: its weights are not comparable
-                lost = None if mode == "trained" else task_change_lost(bank, small, t)
-                r.update({"mode": mode, "energy": energy, "FD-EL0": fd, "FD-EL0_before": before[t],
-                          "change_lost": lost, "grid": str(grid)})
-                results["runs"].append(r)
-                lines.append(f"| {mode} | {energy} | {t} | {r['parameters_before']:,} -> {r['parameters_after']:,} | "
-                             f"{100 * r['parameters_after'] / n_g:.2f} % | {before[t]:.1f} -> {fd:.1f} | "
-                             f"{100 * (fd / before[t] - 1):+.1f} % | {'-' if lost is None else f'{lost:.2f}'} |")
-            mean_pct = statistics.mean(100 * r["parameters_after"] / n_g for r in rows)
-            worst = max(100 * (r["FD-EL0"] / r["FD-EL0_before"] - 1) for r in rows)
-            lines.append(f"| {mode} | {energy} | **mean** | | **{mean_pct:.2f} %** | | worst **{worst:+.1f} %** | |")
-            atomic_write_json(out / "results.json", results)
-            print("\n".join(lines[-len(rows) - 1:]), flush=True)
+    settings = [(mode, energy, None) for mode in a.modes for energy in a.energies]
+    settings += [("per-task", None, budget) for budget in a.budgets]
+    for mode, energy, budget in settings:
+        kept = energy if budget is None else f"{budget:g} % of G"
+        dest = out / (f"{mode}-{energy}" if budget is None else f"{mode}-budget{budget:g}")
+        shutil.rmtree(dest, ignore_errors=True)
+        small = MemoryBank.create(dest, bank.root / "source.safetensors")
+        if mode == "trained":
+            rows = learn_lowrank(bank, names, small, energy, a.lowrank_init)
+        else:
+            rows = bank.compress(names, energy, torch.float16, small, shared=mode == "shared", of=a.of,
+                                 budget=None if budget is None else budget / 100)
+        for r in rows:
+            t = r["task"]
+            fd = evaluate_task(small, t, small.task_meta(t)["data"], scorer=scorers[t])["value"]
+            grid = dest / "grids" / f"{t}.png"
+            save_before_after(stored_x[t], small, t, grid)
+            # a task learned again (trained) is another run: its weights are not comparable
+            lost = None if mode == "trained" else task_change_lost(bank, small, t)
+            r.update({"mode": mode, "energy": energy, "budget_percent": budget, "FD-EL0": fd,
+                      "FD-EL0_before": before[t], "change_lost": lost, "grid": str(grid)})
+            results["runs"].append(r)
+            lines.append(f"| {mode} | {kept} | {t} | {r['parameters_before']:,} -> {r['parameters_after']:,} | "
+                         f"{100 * r['parameters_after'] / n_g:.2f} % | {before[t]:.1f} -> {fd:.1f} | "
+                         f"{100 * (fd / before[t] - 1):+.1f} % | {'-' if lost is None else f'{lost:.2f}'} |")
+        mean_pct = statistics.mean(100 * r["parameters_after"] / n_g for r in rows)
+        worst = max(100 * (r["FD-EL0"] / r["FD-EL0_before"] - 1) for r in rows)
+        lines.append(f"| {mode} | {kept} | **mean** | | **{mean_pct:.2f} %** | | worst **{worst:+.1f} %** | |")
+        atomic_write_json(out / "results.json", results)
+        print("\n".join(lines[-len(rows) - 1:]), flush=True)
     atomic_write_bytes(out / "table.md", ("\n".join(lines) + "\n").encode())
     print(f"table in {out / 'table.md'}")
 

@@ -4,7 +4,9 @@ import sys
 import pytest
 import torch
 
-from ganmemory.compress import change_lost, compress_state, expand_state, lowrank
+from ganmemory.compress import (budget_floor, budget_ranks, change_lost, compress_state, expand_state, lowrank,
+                                 stored_parameters)
+from ganmemory.errors import GanMemoryError
 from ganmemory.memory import MemoryBank
 from ganmemory.store import unprefixed
 from ganmemory.train import TrainConfig
@@ -23,6 +25,68 @@ def test_lowrank_keeps_the_energy_asked_and_recovers_a_low_rank_matrix():
     s = torch.linalg.svdvals(full.double())
     kept = (torch.linalg.svdvals((a @ b.T).double())[: a.shape[1]] ** 2).sum() / (s ** 2).sum()
     assert kept >= 0.5 and a.shape[1] < 20
+
+
+def _diag(values, n=8):
+    m = torch.zeros(n, n)
+    m[range(len(values)), range(len(values))] = torch.tensor(values)
+    return m
+
+
+def test_budget_ranks_spend_on_the_largest_share_of_a_matrix_per_parameter():
+    # x's pairs hold 9/14, 4/14, 1/14 of its sum(s^2), y's a quarter each; a pair of either costs 16
+    x, y = _diag([3.0, 2.0, 1.0]), _diag([1.0, 1.0, 1.0, 1.0])
+    assert budget_ranks({"x": x, "y": y}, 32) == {"x": 1, "y": 1}
+    assert budget_ranks({"x": x, "y": y}, 48) == {"x": 2, "y": 1}  # 4/14 beats 1/4
+    assert budget_ranks({"x": x, "y": y}, 63) == {"x": 2, "y": 1}  # 15 left: no pair fits
+    assert budget_ranks({"x": x, "y": y}, 64) == {"x": 2, "y": 2}  # 1/4 beats 1/14
+    # shares, not norms: a matrix a thousand times larger gets the same ranks
+    assert budget_ranks({"x": x, "y": 1000 * y}, 64) == {"x": 2, "y": 2}
+    # rank 3 of an 8x8 matrix (48 parameters) is the last below its 64 entries, and holds all of x
+    assert budget_ranks({"x": x}, 48) == {"x": 3} and budget_ranks({"x": x}, 64) == {"x": 3}  # all, for less
+    # a flat 32x32 matrix: rank 15 takes 960 parameters and keeps 15/32; 64 more keep all of it
+    assert budget_ranks({"z": torch.eye(32)}, 1024) == {"z": None}
+    assert budget_ranks({"z": torch.eye(32)}, 1023) == {"z": 15}  # the jump does not fit: single pairs
+    # z whole and x at rank 1 keep 1 + 9/14; x whole (3/14 more) leaves z at rank 15 (17/32 less)
+    assert budget_ranks({"z": torch.eye(32), "x": x}, 1024 + 16) == {"z": None, "x": 1}
+    with pytest.raises(GanMemoryError, match="below the 32 that rank 1 takes"):
+        budget_ranks({"x": x, "y": y}, 31)
+
+
+def test_a_budget_is_kept_and_the_whole_budget_reproduces_the_state():
+    g = torch.Generator().manual_seed(0)
+    start = {"b.conv_0.gamma": torch.rand(40, 30, generator=g) + 0.5, "b.conv_1.beta": torch.zeros(30, 30),
+             "b.conv_0.dbias": torch.zeros(40)}
+    state = {k: v + torch.randn(v.shape, generator=g) for k, v in start.items()}
+    assert budget_floor(state) == 70 + 60 + 40
+    for budget in (170, 700, 1500):
+        small = compress_state(state, starts=start, budget=budget)
+        assert budget - 70 < stored_parameters(small) <= budget  # less than one pair left unspent
+        assert torch.equal(small["b.conv_0.dbias"], state["b.conv_0.dbias"])
+    whole = stored_parameters(state)
+    back = expand_state(compress_state(state, starts=start, budget=whole), starts=start)
+    assert all(torch.equal(back[k], state[k]) for k in state)
+    with pytest.raises(GanMemoryError, match="below the 170 this task takes at rank 1"):
+        compress_state(state, starts=start, budget=169)
+    with pytest.raises(ValueError):
+        compress_state(state, 0.9, starts=start, budget=700)
+
+
+def test_a_bank_compressed_to_a_budget_records_it_and_refuses_one_too_small(tmp_path, bank, tiny_source):
+    n_g = bank.generator_param_count()[1]
+    whole = bank.task_meta("a")["task_parameters"]
+    floor = budget_floor(unprefixed("G", bank.load_task("a")[0]))
+    budget = (floor + whole) / 2 / n_g
+    out = MemoryBank.create(tmp_path / "small", tiny_source)
+    (row,) = bank.compress(["a"], None, torch.float16, out, budget=budget)
+    assert floor <= row["parameters_after"] <= budget * n_g < whole
+    assert MemoryBank(out.root).task_meta("a")["compressed"]["budget"] == budget
+    assert out.sample("a", 2, seed=0).shape[0] == 2
+    with pytest.raises(GanMemoryError, match=r"task 'b' takes at least .* --budget .* is below that"):
+        bank.compress(["b"], None, torch.float16, out, budget=(floor - 1) / n_g)
+    with pytest.raises(GanMemoryError, match="--budget applies to per-task compression"):
+        bank.compress(["b"], None, torch.float16, out, shared=True, budget=budget)
+    assert out.tasks() == ["a"] and bank.task_meta("b").get("compressed") is None
 
 
 @pytest.fixture
@@ -125,6 +189,21 @@ def test_compress_cli_reports_and_keeps_the_original(tmp_path, bank):
     proc = subprocess.run([sys.executable, "-m", "ganmemory", "compress", "--memory", str(bank.root),
                            "--in-place", "--task", "zz", "--no-eval"], capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown task 'zz'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_compress_cli_takes_a_budget_and_list_shows_it(tmp_path, bank):
+    n_g = bank.generator_param_count()[1]
+    floor = budget_floor(unprefixed("G", bank.load_task("a")[0]))
+    percent = f"{100 * (floor + bank.task_meta('a')['task_parameters']) / 2 / n_g:.1f}"
+    proc = subprocess.run([sys.executable, "-m", "ganmemory", "compress", "--memory", str(bank.root), "--task", "a",
+                           "--out", str(tmp_path / "small"), "--budget", percent, "--no-eval"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f"each task within {percent} % of G" in proc.stdout
+    assert MemoryBank(tmp_path / "small").task_meta("a")["task_parameters"] <= float(percent) / 100 * n_g
+    proc = subprocess.run([sys.executable, "-m", "ganmemory", "list", "--memory", str(tmp_path / "small")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and f"compressed (per-task of the change, budget {percent} % of G)" in proc.stdout
 
 
 def test_compress_vectors_stay_whole():

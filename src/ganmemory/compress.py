@@ -27,8 +27,10 @@ leading singular pairs into new basis columns, and the task stores only s (``NAM
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from .configs import check_types, config_from_dict
@@ -79,27 +81,108 @@ def change_lost(full: dict[str, torch.Tensor], compressed: dict[str, torch.Tenso
     return lost / max(change, 1e-300)
 
 
-def lowrank(m: torch.Tensor, energy: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A, B) with A @ B.T the best rank-r approximation holding ``energy`` of sum(s^2)."""
-    if not 0 < energy <= 1:
+def lowrank(m: torch.Tensor, energy: float | None = None, rank: int | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, B) with A @ B.T the best rank-r approximation of ``m``: r is ``rank``, or the smallest
+    rank holding ``energy`` of sum(s^2)."""
+    if rank is None and not (energy is not None and 0 < energy <= 1):
         raise GanMemoryError(f"--energy must be in (0, 1], got {energy}")
     u, s, vh = torch.linalg.svd(m.double(), full_matrices=False)
-    cum = torch.cumsum(s ** 2, 0) / (s ** 2).sum().clamp_min(1e-300)
-    r = int(torch.searchsorted(cum, torch.tensor(energy, dtype=cum.dtype) - 1e-12).item()) + 1
-    r = min(max(r, 1), len(s))
+    if rank is None:
+        cum = torch.cumsum(s ** 2, 0) / (s ** 2).sum().clamp_min(1e-300)
+        rank = int(torch.searchsorted(cum, torch.tensor(energy, dtype=cum.dtype) - 1e-12).item()) + 1
+    r = min(max(rank, 1), len(s))
     return (u[:, :r] * s[:r]).to(m.dtype), vh[:r].T.contiguous().to(m.dtype)  # [Co, r], [Ci, r]
 
 
-def compress_state(state: dict[str, torch.Tensor], energy: float, dtype: torch.dtype = torch.float32,
-                   starts: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def _most_factored_rank(m: torch.Tensor) -> int:
+    """The highest rank whose factors are still smaller than the matrix (0: none is)."""
+    co, ci = m.shape
+    return (co * ci - 1) // (co + ci)
+
+
+def budget_floor(state: dict[str, torch.Tensor]) -> int:
+    """The fewest parameters a task state takes in low-rank form: its vectors whole and every
+    matrix at rank 1 (or whole, where that is smaller)."""
+    return sum(t.numel() if not is_modulation_matrix(name, t) or not _most_factored_rank(t)
+               else sum(t.shape) for name, t in state.items())
+
+
+def _pair_shares(m: torch.Tensor) -> torch.Tensor:
+    """Each singular pair's share of ``m``'s sum(s^2)."""
+    s2 = torch.linalg.svdvals(m.double()) ** 2
+    return s2 / s2.sum() if float(s2.sum()) > 0 else torch.zeros_like(s2)
+
+
+def _options(m: torch.Tensor) -> list[tuple[int, int | None, float]]:
+    """The ways to store ``m``: (parameters, rank or None for whole, share of sum(s^2) kept)."""
+    co, ci = m.shape
+    cum = torch.cumsum(_pair_shares(m), 0).tolist()
+    return [(r * (co + ci), r, cum[r - 1]) for r in range(1, _most_factored_rank(m) + 1)] + [(co * ci, None, 1.0)]
+
+
+def budget_ranks(matrices: dict[str, torch.Tensor], budget: int) -> dict[str, int | None]:
+    """Ranks for ``matrices`` (name -> the [Co, Ci] matrix to factorise) whose factors take at
+    most ``budget`` parameters together; None keeps a matrix whole.
+
+    The ranks maximise the sum over matrices of the share of each matrix's own sum(s^2) that it
+    keeps: shares, not norms, so a pair that holds much of a small matrix wins over one that
+    holds little of a large one, and a small matrix whose remaining pairs cost little more than
+    its next one is kept whole (a 32x32 matrix takes 960 parameters at rank 15 and 1,024 whole).
+    Every matrix keeps rank 1 at least. Solved exactly, as a knapsack with one choice per
+    matrix, by dynamic programming over the budget in units of the costs' common divisor; of
+    equal sums the cheaper ranks win."""
+    names = list(matrices)
+    options = [_options(matrices[n]) for n in names]
+    least = sum(min(c for c, _, _ in opts) for opts in options)
+    if least > budget:
+        raise GanMemoryError(f"a budget of {budget:,} parameters is below the {least:,} that rank 1 takes")
+    unit = math.gcd(*(c for opts in options for c, _, _ in opts))
+    cap = min(budget, sum(max(c for c, _, _ in opts) for opts in options)) // unit
+    best = np.zeros(cap + 1)  # best[b]: the most kept within b units by the matrices so far
+    choices = []
+    for opts in options:
+        new, pick = np.full(cap + 1, -np.inf), np.zeros(cap + 1, dtype=np.int64)
+        for o, (c, _, kept) in enumerate(opts):  # cost ascending: on a tie the cheaper stays
+            c //= unit
+            if c > cap:
+                break
+            cand = best[: cap + 1 - c] + kept
+            better = cand > new[c:]
+            new[c:][better], pick[c:][better] = cand[better], o
+        best = new
+        choices.append(pick)
+    b = int(np.argmax(best))  # the cheapest budget that reaches the maximum
+    ranks: dict[str, int | None] = {}
+    for name, opts, pick in reversed(list(zip(names, options, choices))):
+        cost, ranks[name], _ = opts[pick[b]]
+        b -= cost // unit
+    return {name: ranks[name] for name in names}
+
+
+def compress_state(state: dict[str, torch.Tensor], energy: float | None = None, dtype: torch.dtype = torch.float32,
+                   starts: dict[str, torch.Tensor] | None = None, budget: int | None = None
+                   ) -> dict[str, torch.Tensor]:
     """A generator task state (names -> tensors) in low-rank form, cast to ``dtype``. With
     ``starts`` (the task's start, same names) each matrix's change from its start is factorised
-    (``CHANGE``); without, the matrix itself (``MATRIX``)."""
+    (``CHANGE``); without, the matrix itself (``MATRIX``).
+
+    Either every matrix keeps ``energy`` of its sum(s^2), or the whole state takes at most
+    ``budget`` parameters, its vectors whole and the matrices' ranks from ``budget_ranks``."""
+    if (energy is None) == (budget is None):
+        raise ValueError("give compress_state an energy or a budget")
+    factored = {name: t.float() - (0 if (start := _offset(name, starts)) is None else start.float())
+                for name, t in state.items() if is_modulation_matrix(name, t)}
+    ranks: dict[str, int | None] = {}
+    if budget is not None:
+        if budget < budget_floor(state):
+            raise GanMemoryError(f"a budget of {budget:,} parameters is below the {budget_floor(state):,} "
+                                 f"this task takes at rank 1")
+        ranks = budget_ranks(factored, budget - sum(t.numel() for n, t in state.items() if n not in factored))
     out = {}
     for name, t in state.items():
-        if is_modulation_matrix(name, t):
-            start = _offset(name, starts)
-            a, b = lowrank(t.float() - (0 if start is None else start.float()), energy)
+        if name in factored and (budget is None or ranks[name] is not None):
+            a, b = lowrank(factored[name], energy, ranks.get(name))
             if a.numel() + b.numel() < t.numel():
                 out[name + U_SUFFIX], out[name + V_SUFFIX] = a.to(dtype), b.to(dtype)
                 continue

@@ -115,9 +115,10 @@ _SCHEMA: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "last": ("an object", lambda v: isinstance(v, dict)),
     "optimizer": ("an object", lambda v: isinstance(v, dict)),
     "lowrank": ("an object", lambda v: isinstance(v, dict)),
-    "compressed": ("an object with a known mode, a known 'of' and an energy in (0, 1]",
+    "compressed": ("an object with a known mode, a known 'of' and an energy or a budget in (0, 1]",
                    lambda v: isinstance(v, dict) and v.get("mode", PER_TASK) in MODES
-                   and v.get("of", MATRIX) in FACTORED and _is_number(v.get("energy")) and 0 < v["energy"] <= 1),
+                   and v.get("of", MATRIX) in FACTORED
+                   and any(_is_number(v.get(k)) and 0 < v[k] <= 1 for k in ("energy", "budget"))),
     "tensor_hash": ("16 hexadecimal digits", lambda v: isinstance(v, str) and bool(_HASH.fullmatch(v))),
     "layout": ("an object of task-layout options", lambda v: isinstance(v, dict) and _layout_ok(v)),
 }

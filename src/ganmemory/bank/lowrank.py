@@ -9,7 +9,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..compress import (CHANGE, MATRIX, PER_TASK, SDIAG_SUFFIX, SHARED, TRAINED, TRAINED_U, TRAINED_V,
-                        LowRankConfig, check_of, compress_shared, compress_state, fold_residual, stored_parameters)
+                        LowRankConfig, budget_floor, check_of, compress_shared, compress_state, fold_residual,
+                        stored_parameters)
 from ..errors import GanMemoryError
 from ..locks import BASES_LOCK, locked
 from ..nets import Generator
@@ -36,11 +37,16 @@ def task_scores(bank: BankDisk, loaded: dict[str, tuple], n: int, scorers: dict,
 class LowRankStore(BankDisk):
     """Tasks stored in low-rank form, and the factorised generator a ``--lowrank`` learn trains."""
 
-    def compress(self, names: Sequence[str] | None, energy: float, dtype: torch.dtype,
+    def compress(self, names: Sequence[str] | None, energy: float | None, dtype: torch.dtype,
                  out: "BankDisk | None" = None, shared: bool = False, eval_n: int = 0,
-                 log: Callable[[str], None] = print, of: str = CHANGE) -> list[dict[str, Any]]:
+                 log: Callable[[str], None] = print, of: str = CHANGE, budget: float | None = None
+                 ) -> list[dict[str, Any]]:
         """Store tasks in low-rank form (``compress.py``), into ``out`` (another bank over the
         same source) or, when ``out`` is None, in place. Returns one report row per task.
+
+        How much each task keeps: ``energy`` of every matrix's sum(s^2), or (per-task mode only)
+        ``budget``, a fraction of the generator's parameters that each task may take, spread over
+        its matrices by ``compress.budget_ranks``.
 
         ``shared``: the tasks, in the order given, grow bases shared by the target bank
         (BANK/bases.safetensors) and each keeps only its cores; a task's row counts the
@@ -53,8 +59,14 @@ class LowRankStore(BankDisk):
         training data) before and after; the rows then carry ``fd_el0_before`` and ``fd_el0_after``.
 
         Every task is checked and the target's locks are taken before anything is written."""
-        if not 0 < energy <= 1:
+        if (energy is None) == (budget is None):
+            raise GanMemoryError("compress takes either an energy or a budget")
+        if energy is not None and not 0 < energy <= 1:
             raise GanMemoryError(f"--energy must be in (0, 1], got {energy}")
+        if budget is not None and not 0 < budget <= 1:
+            raise GanMemoryError(f"--budget must be in (0, 100] % of the generator, got {100 * budget:g}")
+        if budget is not None and shared:
+            raise GanMemoryError("--budget applies to per-task compression; shared bases take --energy")
         check_of(of)
         names = list(names) if names else self.tasks()
         target = out or self
@@ -74,19 +86,27 @@ class LowRankStore(BankDisk):
             if out is not None and target._task_path(name).exists():
                 raise GanMemoryError(f"task '{name}' already exists in bank '{target.root}'")
             loaded[name] = (tensors, meta)
-        scorers, before = task_scores(self, loaded, eval_n, {}, "before", log)
         n_g = self.generator_param_count()[1]
+        allowed = None if budget is None else int(budget * n_g)
+        for name, (tensors, _) in loaded.items() if allowed is not None else ():
+            least = budget_floor(unprefixed("G", tensors))
+            if least > allowed:
+                raise GanMemoryError(f"task '{name}' takes at least {least:,} parameters in low-rank form "
+                                     f"({100 * least / n_g:.2f} % of the generator): --budget {100 * budget:g} is below that")
+        scorers, before = task_scores(self, loaded, eval_n, {}, "before", log)
         rows = []
         with locked(target.root, names + ([BASES_LOCK] if shared else []), "compress"):
             for name, (tensors, meta) in loaded.items():
-                rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g, of))
+                rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g, of,
+                                               allowed, budget))
         _, after = task_scores(target, loaded, eval_n, scorers, "after", log)
         for row in rows if eval_n else ():
             row.update(fd_el0_before=before[row["task"]], fd_el0_after=after[row["task"]])
         return rows
 
-    def _compress_one(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], energy: float,
-                      dtype: torch.dtype, target: BankDisk, shared: bool, n_g: int, of: str) -> dict[str, Any]:
+    def _compress_one(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], energy: float | None,
+                      dtype: torch.dtype, target: BankDisk, shared: bool, n_g: int, of: str,
+                      allowed: int | None, budget: float | None) -> dict[str, Any]:
         before_bytes = self._task_path(name).stat().st_size
         full = unprefixed("G", tensors)
         starts = self.task_start(meta["n_classes"], task_layout(meta)) if of == CHANGE else None
@@ -94,9 +114,10 @@ class LowRankStore(BankDisk):
         if shared:
             small, bases, added = compress_shared(full, target.shared_bases(), energy, dtype, starts)
         else:
-            small = compress_state(full, energy, dtype, starts)
+            small = compress_state(full, energy, dtype, starts, budget=allowed)
         new_meta = {k: v for k, v in meta.items() if k not in ("optimizer", "tensor_hash")}
-        new_meta.update({"compressed": {"mode": SHARED if shared else PER_TASK, "of": of, "energy": energy,
+        kept = {"energy": energy} if budget is None else {"budget": budget}
+        new_meta.update({"compressed": {"mode": SHARED if shared else PER_TASK, "of": of, **kept,
                                         "dtype": str(dtype).replace("torch.", ""),
                                         "parameters_before": stored_parameters(full),
                                         "basis_parameters_added": added},

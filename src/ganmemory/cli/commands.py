@@ -144,7 +144,8 @@ def cmd_list(a: argparse.Namespace) -> int:
             c = m["compressed"]
             mode = c.get("mode", "per-task")
             of = "" if mode == "lowrank-trained" else f" of the {c.get('of', 'matrix')}"
-            kind.append(f"compressed ({mode}{of}, energy {c['energy']})")
+            kept = f"energy {c['energy']}" if "energy" in c else f"budget {100 * c['budget']:g} % of G"
+            kind.append(f"compressed ({mode}{of}, {kept})")
         print(f"{t.name:<20} {m.get('data', '?'):<28.28} {m.get('iterations', 0):>7} {n:>11,} "
               f"{100 * n / n_g:>6.1f}% {t.bytes:>11,}  {'; '.join(kind) or 'unconditional'}")
     removed, kept = bank.clean_leftovers()
@@ -173,13 +174,17 @@ def cmd_interpolate(a: argparse.Namespace) -> int:
 def cmd_compress(a: argparse.Namespace) -> int:
     import torch
     from ..memory import MemoryBank
+    from .parser import DEFAULT_ENERGY
     bank = MemoryBank(a.memory)
     names = a.task or bank.tasks()
     for name in names:
         bank.task_meta(name)  # unknown tasks fail here, before anything is written
     out = MemoryBank.create(a.out, bank.root / "source.safetensors") if a.out else None
-    rows = bank.compress(names, a.energy, torch.float16 if a.dtype == "fp16" else torch.float32, out, a.shared,
-                         eval_n=0 if a.no_eval else a.eval_n, log=lambda msg: print(msg, flush=True), of=a.of)
+    budget = None if a.budget is None else a.budget / 100
+    energy = None if budget is not None else DEFAULT_ENERGY if a.energy is None else a.energy
+    rows = bank.compress(names, energy, torch.float16 if a.dtype == "fp16" else torch.float32, out, a.shared,
+                         eval_n=0 if a.no_eval else a.eval_n, log=lambda msg: print(msg, flush=True), of=a.of,
+                         budget=budget)
     target = out or bank
     print(f"{'task':<20} {'parameters':>21} {'% of G':>15} {'bytes':>23} {'FD-EL0':>17}")
     for r in rows:
@@ -191,9 +196,10 @@ def cmd_compress(a: argparse.Namespace) -> int:
     if a.shared:
         print(f"shared bases: {(target.root / 'bases.safetensors').stat().st_size:,} bytes in "
               f"{target.root / 'bases.safetensors'}; each task's parameters count the columns it added")
-    print(f"energy {a.energy} of each matrix's {a.of}, {a.dtype}; "
-          f"FD-EL0 on {a.eval_n} EfficientNet-Lite0 features (not FID); "
-          f"tasks written to {target.root}")
+    kept = f"energy {energy} of each matrix's {a.of}" if budget is None else \
+        f"each task within {a.budget:g} % of G, ranks spread over its matrices' {a.of}s"
+    scored = "" if a.no_eval else f"FD-EL0 on {a.eval_n} EfficientNet-Lite0 features (not FID); "
+    print(f"{kept}, {a.dtype}; {scored}tasks written to {target.root}")
     return 0
 
 

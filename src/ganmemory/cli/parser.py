@@ -90,6 +90,14 @@ def _fraction(text: str) -> float:
     return v
 
 
+def _percent(text: str) -> float:
+    """A percentage in (0, 100]."""
+    v = _finite(text)
+    if not 0 < v <= 100:
+        raise argparse.ArgumentTypeError(f"{v:g} must be in (0, 100]")
+    return v
+
+
 def _positive_float(text: str) -> float:
     """A finite number above 0 (minutes, seconds)."""
     v = _finite(text)
@@ -98,6 +106,7 @@ def _positive_float(text: str) -> float:
     return v
 
 
+DEFAULT_ENERGY = 0.9  # what compress keeps of each matrix when neither --energy nor --budget is given
 MAX_DRAW = 10_000  # images one sample or interpolate call draws into memory at once
 
 
@@ -236,13 +245,20 @@ def build_parser() -> argparse.ArgumentParser:
               "examples:\n  ganmemory compress --memory bank/ --out bank_small/ --energy 0.9 --dtype fp16\n"
               "  ganmemory compress --memory bank/ --in-place --task digits --energy 0.95 --no-eval\n"
               "  ganmemory compress --memory bank/ --out bank_shared/ --shared --energy 0.9   # bases shared by tasks\n"
+              "  ganmemory compress --memory bank/ --out bank_5pc/ --budget 5 --dtype fp16   # 5 % of G per task\n"
               "Compressed tasks sample, interpolate and replay as before but can no longer be resumed.")
     cp.add_argument("--memory", required=True, metavar="BANK", help="bank whose tasks are compressed")
     where = cp.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="NEW_BANK", help="write the compressed tasks into a new bank (keeps the original)")
     where.add_argument("--in-place", action="store_true", help="replace the tasks in BANK")
     cp.add_argument("--task", action="append", metavar="NAME", help="task to compress (repeatable; default all)")
-    cp.add_argument("--energy", type=_fraction, default=0.9, help="fraction of sum(s^2) each matrix keeps, in (0, 1]")
+    keep = cp.add_mutually_exclusive_group()
+    keep.add_argument("--energy", type=_fraction,
+                      help=f"fraction of sum(s^2) each matrix keeps, in (0, 1] (default {DEFAULT_ENERGY})")
+    keep.add_argument("--budget", type=_percent, metavar="PERCENT",
+                      help="instead of --energy: the parameters each task may keep, in %% of the generator's (as "
+                           "'list' shows them); ranks go where they keep the most of each matrix per parameter. "
+                           "Per-task only")
     cp.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32", help="stored precision")
     cp.add_argument("--shared", action="store_true",
                     help="bases shared by all tasks, grown task by task (a task adds columns only when needed)")
