@@ -191,6 +191,20 @@ def test_compress_cli_reports_and_keeps_the_original(tmp_path, bank):
     assert proc.returncode == 2 and "unknown task 'zz'" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_refused_compress_leaves_no_new_bank_behind(tmp_path, bank):
+    def compress(out, budget):
+        return subprocess.run([sys.executable, "-m", "ganmemory", "compress", "--memory", str(bank.root), "--task", "a",
+                               "--out", str(out), "--budget", budget, "--no-eval"], capture_output=True, text=True)
+    for out in (tmp_path / "new", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+        proc = compress(out, "0.001")
+        assert proc.returncode == 2 and "is below that" in proc.stderr and "Traceback" not in proc.stderr
+        assert (out.exists() and not any(out.iterdir())) if out.name == "empty" else not out.exists()
+        assert compress(out, "100").returncode == 0  # the same --out works at once
+        assert MemoryBank(out).tasks() == ["a"]
+
+
 def test_compress_cli_takes_a_budget_and_list_shows_it(tmp_path, bank):
     n_g = bank.generator_param_count()[1]
     floor = budget_floor(unprefixed("G", bank.load_task("a")[0]))

@@ -171,6 +171,17 @@ def cmd_interpolate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _remove_new_bank(root: Path, existed: bool) -> None:
+    """Take back what ``MemoryBank.create`` wrote into ``root`` (the folder itself too, unless it
+    was there, empty, before)."""
+    import shutil
+    if existed:
+        for child in root.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    else:
+        shutil.rmtree(root)
+
+
 def cmd_compress(a: argparse.Namespace) -> int:
     import torch
     from ..memory import MemoryBank
@@ -179,12 +190,18 @@ def cmd_compress(a: argparse.Namespace) -> int:
     names = a.task or bank.tasks()
     for name in names:
         bank.task_meta(name)  # unknown tasks fail here, before anything is written
-    out = MemoryBank.create(a.out, bank.root / "source.safetensors") if a.out else None
     budget = None if a.budget is None else a.budget / 100
     energy = None if budget is not None else DEFAULT_ENERGY if a.energy is None else a.energy
-    rows = bank.compress(names, energy, torch.float16 if a.dtype == "fp16" else torch.float32, out, a.shared,
-                         eval_n=0 if a.no_eval else a.eval_n, log=lambda msg: print(msg, flush=True), of=a.of,
-                         budget=budget)
+    existed = a.out is not None and Path(a.out).exists()
+    out = MemoryBank.create(a.out, bank.root / "source.safetensors") if a.out else None
+    try:
+        rows = bank.compress(names, energy, torch.float16 if a.dtype == "fp16" else torch.float32, out, a.shared,
+                             eval_n=0 if a.no_eval else a.eval_n, log=lambda msg: print(msg, flush=True), of=a.of,
+                             budget=budget)
+    except GanMemoryError:
+        if out is not None and not out.tasks():  # refused before any task was written: undo the new bank
+            _remove_new_bank(out.root, existed)
+        raise
     target = out or bank
     print(f"{'task':<20} {'parameters':>21} {'% of G':>15} {'bytes':>23} {'FD-EL0':>17}")
     for r in rows:
