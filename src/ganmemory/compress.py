@@ -6,7 +6,8 @@ its source, so it costs nothing to store), or the matrix M itself (``MATRIX``, t
 every file compressed before ``of`` existed). Each gamma or beta of a modulated conv
 ([Co, Ci]) is replaced by a truncated SVD, D ~ A B^T with A = U_r diag(s_r) ([Co, r]) and
 B = V_r ([Ci, r]), where r is the smallest rank whose singular values hold ``energy`` of
-sum(s^2). A matrix is kept whole when the factors would not be smaller, and vectors (biases,
+sum(s^2), or, given a task's ``budget`` of parameters, the rank ``budget_ranks`` chooses for the
+matrix among all of the task's. A matrix is kept whole when the factors would not be smaller, and vectors (biases,
 the Linear's gamma / beta) are always kept whole. The start is itself a full-rank matrix (the
 per-tap std and mean of the source's kernels), so truncating M cuts into the source as well as
 into what the task learned; truncating D cuts only the latter.
