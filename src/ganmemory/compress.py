@@ -176,9 +176,9 @@ def compress_state(state: dict[str, torch.Tensor], energy: float | None = None, 
                 for name, t in state.items() if is_modulation_matrix(name, t)}
     ranks: dict[str, int | None] = {}
     if budget is not None:
-        if budget < budget_floor(state):
-            raise GanMemoryError(f"a budget of {budget:,} parameters is below the {budget_floor(state):,} "
-                                 f"this task takes at rank 1")
+        least = budget_floor(state)
+        if budget < least:
+            raise GanMemoryError(f"a budget of {budget:,} parameters is below the {least:,} this task takes at rank 1")
         ranks = budget_ranks(factored, budget - sum(t.numel() for n, t in state.items() if n not in factored))
     out = {}
     for name, t in state.items():

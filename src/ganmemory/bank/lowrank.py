@@ -92,13 +92,13 @@ class LowRankStore(BankDisk):
             least = budget_floor(unprefixed("G", tensors))
             if least > allowed:
                 raise GanMemoryError(f"task '{name}' takes at least {least:,} parameters in low-rank form "
-                                     f"({100 * least / n_g:.2f} % of the generator): --budget {100 * budget:g} is below that")
+                                     f"({100 * least / n_g:.2f} % of the generator): --budget {100 * budget:g} "
+                                     "is below that")
         scorers, before = task_scores(self, loaded, eval_n, {}, "before", log)
         rows = []
         with locked(target.root, names + ([BASES_LOCK] if shared else []), "compress"):
             for name, (tensors, meta) in loaded.items():
-                rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g, of,
-                                               allowed, budget))
+                rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g, of, budget))
         _, after = task_scores(target, loaded, eval_n, scorers, "after", log)
         for row in rows if eval_n else ():
             row.update(fd_el0_before=before[row["task"]], fd_el0_after=after[row["task"]])
@@ -106,7 +106,7 @@ class LowRankStore(BankDisk):
 
     def _compress_one(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], energy: float | None,
                       dtype: torch.dtype, target: BankDisk, shared: bool, n_g: int, of: str,
-                      allowed: int | None, budget: float | None) -> dict[str, Any]:
+                      budget: float | None) -> dict[str, Any]:
         before_bytes = self._task_path(name).stat().st_size
         full = unprefixed("G", tensors)
         starts = self.task_start(meta["n_classes"], task_layout(meta)) if of == CHANGE else None
@@ -114,7 +114,7 @@ class LowRankStore(BankDisk):
         if shared:
             small, bases, added = compress_shared(full, target.shared_bases(), energy, dtype, starts)
         else:
-            small = compress_state(full, energy, dtype, starts, budget=allowed)
+            small = compress_state(full, energy, dtype, starts, budget=None if budget is None else int(budget * n_g))
         new_meta = {k: v for k, v in meta.items() if k not in ("optimizer", "tensor_hash")}
         kept = {"energy": energy} if budget is None else {"budget": budget}
         new_meta.update({"compressed": {"mode": SHARED if shared else PER_TASK, "of": of, **kept,
