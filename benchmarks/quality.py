@@ -6,9 +6,9 @@
     python benchmarks/quality.py --tasks mnist --iters 3000 0 --checkpoints 1   # a fixed number of steps
     python benchmarks/quality.py --tasks mnist --cfg '{"seed": 1}' --floor-from runs/quality/results.json
 
-Two tasks over the shipped 32 px source, each learned with ``learn``'s defaults (``--preset tuned``)
-but without random flips (``--flip`` adds them; a mirrored digit is another symbol), and with
-``--cfg``'s options on top:
+Two tasks over the shipped 32 px source, each learned with ``learn``'s defaults (``--preset tuned``,
+which gives the class-conditional task R1 10) but without random flips (``--flip`` adds them; a
+mirrored digit is another symbol), and with ``--cfg``'s options on top:
 
 - ``mnist``: unconditional, ``--minutes`` [0] of learning;
 - ``mnist-classes``: class-conditional, ``--minutes`` [1] of learning.
@@ -97,7 +97,7 @@ def main() -> None:
     if fixed:
         p.error(f"--cfg: {', '.join(sorted(fixed))} is set by this benchmark")
     try:  # a bad field or value fails here, before the floor is computed
-        TrainConfig(**a.cfg)
+        TrainConfig.preset("tuned", **a.cfg)
     except (TypeError, GanMemoryError) as e:
         p.error(f"--cfg: {e}")
     out = Path(a.out)
@@ -121,20 +121,21 @@ def main() -> None:
             step, iters = None, max(a.checkpoints, a.iters[conditional])
             print(f"{name}: {iters} iterations", flush=True)
         else:
-            step = seconds_per_step(TRAIN, TrainConfig(iters=1, conditional=conditional, flip=a.flip, **a.cfg),
-                                    steps=a.calibrate)
+            probe = TrainConfig.preset("tuned", iters=1, conditional=conditional, flip=a.flip, **a.cfg)
+            step = seconds_per_step(TRAIN, probe, steps=a.calibrate)
             iters = max(a.checkpoints, int(minutes * 60 / step))
             print(f"{name}: {step:.3f} s per step -> {iters} iterations for {minutes:g} min", flush=True)
         every = -(-iters // a.checkpoints)
         print(f"{name}: scored every {every}", flush=True)
-        cfg = TrainConfig(iters=iters, conditional=conditional, flip=a.flip, sample_every=0, ckpt_every=500, **a.cfg)
+        cfg = TrainConfig.preset("tuned", iters=iters, conditional=conditional, flip=a.flip, sample_every=0,
+                                 ckpt_every=500, **a.cfg)
         meta = bank.learn(name, TRAIN, cfg, progress=False, eval_every=every, eval_n=a.n, eval_data=TEST,
                           log=lambda msg, name=name: print(f"  {name} {msg}", flush=True))
         shutil.copytree(out / "bank" / "plots" / name, out / name)
         row = {"conditional": conditional, "flip": a.flip, "minutes": None if a.iters else minutes,
                "iterations": iters,
                "seconds_per_step": None if step is None else round(step, 4), "history": meta["metrics"],
-               "learn_seconds": meta["seconds"]}
+               "learn_seconds": meta["seconds"], "r1_gamma": cfg.r1_gamma}
         hist = meta["metrics"]
         row["fd_ratio"] = hist[-1]["FD-EL0"] / hist[0]["FD-EL0"]
         if conditional:

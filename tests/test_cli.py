@@ -110,6 +110,20 @@ def test_every_help_page_prints():
         assert proc.returncode == 0 and proc.stderr == "", f"{name} --help: {proc.stderr}"
 
 
+def test_learn_gives_a_conditional_task_the_presets_r1_unless_told():
+    from ganmemory.cli import build_parser
+    from ganmemory.cli.parser import _train_cfg
+
+    def r1(*argv, conditional):
+        a = build_parser().parse_args(["learn", "--memory", "m", "--task", "t", "--data", "d", *argv])
+        return _train_cfg(a, conditional=conditional).r1_gamma
+
+    assert r1(conditional=False) == 1.0 and r1(conditional=True) == 10.0
+    assert r1("--r1", "2", conditional=True) == 2.0 and r1("--r1", "2", conditional=False) == 2.0
+    assert r1("--preset", "paper", conditional=False) == 10.0 == r1("--preset", "paper", conditional=True)
+    assert "10 for a --conditional task" in " ".join(run("learn", "--help").stdout.split())
+
+
 @pytest.fixture
 def cli_bank(tmp_path, tiny_source, image_folder):
     bank = tmp_path / "bank"

@@ -1,6 +1,7 @@
 import copy
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -292,6 +293,11 @@ def test_presets_and_their_options():
     assert (tuned.lr_g, tuned.lr_d, tuned.ema_beta, tuned.ema_rampup, tuned.r1_gamma, tuned.r1_every,
             tuned.batch_size) == (5e-4, 5e-4, 0.999, 0.01, 1.0, 1, 16)
     assert TrainConfig.preset("paper", lr_g=3e-4).lr_g == 3e-4
+    # the tuned recipe gives a class-conditional task R1 10; an explicit weight still wins
+    assert TrainConfig.preset("tuned", conditional=True) == TrainConfig(conditional=True, r1_gamma=10.0)
+    assert TrainConfig.preset("tuned", conditional=True, r1_gamma=2.0).r1_gamma == 2.0
+    assert TrainConfig.preset("tuned", conditional=False).r1_gamma == 1.0
+    assert TrainConfig.preset("paper", conditional=True) == replace(paper, conditional=True)
     with pytest.raises(GanMemoryError, match="unknown preset 'fast'"):
         TrainConfig.preset("fast")
     # a config stored before the ramp-up and layouts existed reads back as what it ran with

@@ -382,8 +382,10 @@ def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None, preset
     g.add_argument("--lr-decay", type=_finite, help=f"over the last FRACTION of --iters both learning rates fall "
                                                     f"linearly towards 0; 0: constant (default: from the preset; "
                                                     f"{preset}: {c.lr_decay:g})", metavar="FRACTION")
+    cond = TrainConfig.preset(preset, conditional=True).r1_gamma
     g.add_argument("--r1", type=_finite, help=f"R1 weight, mean squared gradient norm, no 1/2 (default: from the "
-                                              f"preset; {preset}: {c.r1_gamma:g})")
+                                              f"preset; {preset}: {c.r1_gamma:g}"
+                                              f"{f', {cond:g} for a --conditional task' if cond != c.r1_gamma else ''})")
     g.add_argument("--r1-every", type=_positive, help=f"lazy R1: every N D steps, weight x N (default: from the "
                                                       f"preset; {preset}: {c.r1_every})")
     g.add_argument("--ema-beta", type=_finite, help=f"generator EMA decay once ramped up (default: from the preset; "
