@@ -50,6 +50,9 @@ def main() -> None:
         p.error("--steps and --reps must be at least 1")
     variants = VARIANTS
     if a.variant:
+        names = [name for name, _ in a.variant]
+        if len(set(names)) < len(names):
+            p.error(f"--variant: each NAME once, got {', '.join(names)}")
         try:
             variants = {name: json.loads(text) for name, text in a.variant}
         except json.JSONDecodeError as e:
