@@ -5,8 +5,8 @@
     python benchmarks/sequence.py --iters 4 --eval-every 2 --n 16 --out /tmp/seq   # smoke test
 
 From the shipped 32 px source, tasks mnist -> fashion-mnist -> emoji, each trained --iters
-iterations with learn's default recipe (without flips unless --flip), scored every --eval-every
-iterations on --n generated vs --n real images:
+iterations with learn's default recipe (without flips unless --flip; --cfg adds options to it
+for every method), scored every --eval-every iterations on --n generated vs --n real images:
 
 - gan-memory: each task learns only its modulation parameters (ganmemory learn);
 - finetune:   the whole source GAN fine-tuned, separately for each task;
@@ -33,6 +33,7 @@ import torch
 
 from ganmemory.atomic import atomic_write_bytes, atomic_write_json
 from ganmemory.data import load_data
+from ganmemory.errors import GanMemoryError
 from ganmemory.evaluate import Scorer, real_floor
 from ganmemory.images import save_grid
 from ganmemory.memory import MemoryBank
@@ -76,8 +77,18 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=["gan-memory", "finetune", "scratch", "sequential"])
     p.add_argument("--flip", action="store_true", help="random horizontal flips of the reals (learn's default; "
                    "off here, as in the demo: a mirrored digit or emoji is another symbol)")
+    p.add_argument("--cfg", type=json.loads, default={}, metavar="JSON",
+                   help="recipe options on top of learn's defaults for every method, as TrainConfig fields: "
+                        "'{\"r1_every\": 4}'")
     p.add_argument("--report-only", metavar="RESULTS_JSON", help="only redraw the tables and plot of a finished run")
     a = p.parse_args()
+    fixed = {"iters", "flip", "sample_every", "ckpt_every", "log_every"} & set(a.cfg)
+    if fixed:
+        p.error(f"--cfg: {', '.join(sorted(fixed))} is set by this benchmark")
+    try:  # a bad field or value fails here, before the floor is computed
+        cfg = TrainConfig(iters=a.iters, flip=a.flip, sample_every=0, ckpt_every=0, log_every=100, **a.cfg)
+    except (TypeError, GanMemoryError) as e:
+        p.error(f"--cfg: {e}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.report_only:
@@ -86,7 +97,6 @@ def main() -> None:
     t_all = time.perf_counter()
     src = Source.load(a.source)
     res, zd = src.cfg.resolution, src.cfg.z_dim
-    cfg = TrainConfig(iters=a.iters, flip=a.flip, sample_every=0, ckpt_every=0, log_every=100)
     scorers = {t: Scorer(t, res, "fd-el0", a.n) for t in TASKS}
     results = {"config": vars(a), "machine": f"{cpu_name()} ({platform.machine()}), {torch.get_num_threads()} "
                f"threads, torch {torch.__version__}", "date": time.strftime("%Y-%m-%d"),
