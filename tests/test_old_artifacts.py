@@ -23,8 +23,9 @@ from ganmemory.store import unprefixed
 from ganmemory.train import TrainConfig
 
 OLD = Path(__file__).parent / "fixtures" / "old_54ec892"
-# as make_old_artifacts.py, with the R1 weight and EMA ramp-up that were the defaults then
-LEARN = dict(iters=4, batch_size=4, sample_every=0, ckpt_every=2, log_every=1, r1_gamma=10.0, ema_rampup=0.05)
+# as make_old_artifacts.py, with the R1 weight, interval and EMA ramp-up that were the defaults then
+LEARN = dict(iters=4, batch_size=4, sample_every=0, ckpt_every=2, log_every=1, r1_gamma=10.0, ema_rampup=0.05,
+             r1_every=1)
 LIFELONG = dict(iters=3, batch_size=8, replay_pool=12, resolution=16, seed=1, replay_keep=0.5, judge_iters=2)
 
 

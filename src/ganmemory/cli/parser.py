@@ -382,12 +382,17 @@ def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None, preset
     g.add_argument("--lr-decay", type=_finite, help=f"over the last FRACTION of --iters both learning rates fall "
                                                     f"linearly towards 0; 0: constant (default: from the preset; "
                                                     f"{preset}: {c.lr_decay:g})", metavar="FRACTION")
-    cond = TrainConfig.preset(preset, conditional=True).r1_gamma
+    cond = TrainConfig.preset(preset, conditional=True)
+
+    def default(field: str) -> str:
+        """The preset's value of field, and a --conditional task's where that differs."""
+        mine, theirs = getattr(c, field), getattr(cond, field)
+        return f"{preset}: {mine:g}" + (f", {theirs:g} for a --conditional task" if theirs != mine else "")
+
     g.add_argument("--r1", type=_finite, help=f"R1 weight, mean squared gradient norm, no 1/2 (default: from the "
-                                              f"preset; {preset}: {c.r1_gamma:g}"
-                                              f"{f', {cond:g} for a --conditional task' if cond != c.r1_gamma else ''})")
+                                              f"preset; {default('r1_gamma')})")
     g.add_argument("--r1-every", type=_positive, help=f"lazy R1: every N D steps, weight x N (default: from the "
-                                                      f"preset; {preset}: {c.r1_every})")
+                                                      f"preset; {default('r1_every')})")
     g.add_argument("--ema-beta", type=_finite, help=f"generator EMA decay once ramped up (default: from the preset; "
                                                     f"{preset}: {c.ema_beta:g})")
     g.add_argument("--ema-rampup", type=_finite, help=f"EMA half-life at step t: min(that of --ema-beta, "
