@@ -55,8 +55,9 @@ class TrainConfig:
     r1_gamma: float = 1.0
     # R1 on every Nth D step, weighted N x (lazy regularisation, StyleGAN2's); 1 = GP-GAN. Every 4th
     # costs 0.8x the step, and at equal learning time on mnist scored 9 % lower FD-EL0 over two
-    # seeds, and on the 10-class task (R1 10) CAS 94.81 % against 93.25 % (BENCHMARKS.md, "Batch
-    # size and R1 interval", "R1 every 4th step as the default")
+    # seeds, and on the 10-class task (R1 10) FD-EL0 43.4 against 49.1 with CAS 94.5 % against
+    # 93.9 %, means of two seeds (BENCHMARKS.md, "Batch size and R1 interval", "R1 every 4th step
+    # as the default")
     r1_every: int = 4
     ema_beta: float = 0.999  # generator EMA (half-life about 693 steps); samples use the EMA
     # > 0: the EMA's half-life at step t is min(half-life of ema_beta, ema_rampup * t) steps, so a
