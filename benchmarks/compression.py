@@ -4,6 +4,7 @@
     python benchmarks/compression.py --bank BANK --energies 0.9 --n 200 --out /tmp/cmp   # smaller
     python benchmarks/compression.py --modes trained --energies 0.9 --out runs/compression-trained
     python benchmarks/compression.py --energies 0.9 --budgets 5 --modes per-task   # 5 % of G per task
+    python benchmarks/compression.py --energies --max-losses 10 --modes per-task   # least of G losing 10 % at most
 
 For every mode and energy, the bank's tasks go into a new bank under OUT and each task is scored
 against its own training data with the same latents as the uncompressed task:
@@ -11,7 +12,11 @@ against its own training data with the same latents as the uncompressed task:
 - ``per-task``, ``shared``: the stored tasks compressed after the fact, in fp16, factorising
   each matrix's change from the source (``--of change``, ``compress``'s default) or the matrix
   itself (``--of matrix``), at each of ``--energies``; per-task also at each of ``--budgets``
-  (``compress --budget``: a share of G per task, its ranks spread over the task's matrices);
+  (``compress --budget``: a share of G per task, its ranks spread over the task's matrices) and at
+  each of ``--max-losses`` (``compress --max-loss``: each task the least budget at which its FD-EL0
+  rose at most that many % and its images moved back towards the source's by at most that share
+  of the task's way, searched on the latents of the scores; since that choice is fitted to those
+  latents, these rows are also scored before and after on other latents, seed 1);
 - ``trained``: the tasks learned again, in order, with ``learn --lowrank`` (the same data and
   training options as the stored ones; float32), so they train in the accumulated bases.
 
@@ -82,6 +87,8 @@ def main() -> None:
                    help="energies per mode (none: only --budgets)")
     p.add_argument("--budgets", nargs="+", type=float, default=[],
                    help="per-task mode also at these budgets, in %% of G per task (compress --budget)")
+    p.add_argument("--max-losses", nargs="+", type=float, default=[],
+                   help="per-task mode also at these largest losses, in %% (compress --max-loss)")
     p.add_argument("--modes", nargs="+", default=["per-task", "shared"], choices=["per-task", "shared", "trained"])
     p.add_argument("--n", type=int, default=1000, help="generated and real images per score")
     p.add_argument("--of", default="change", choices=["change", "matrix"],
@@ -102,20 +109,26 @@ def main() -> None:
                "date": time.strftime("%Y-%m-%d"), "generator_parameters": n_g,
                "before": {t: {"FD-EL0": before[t], "parameters": bank.task_meta(t)["task_parameters"]}
                           for t in names}, "runs": []}
-    lines = ["| mode | energy / budget | task | parameters | % of G | FD-EL0 before -> after | FD change | change lost |",
-             "|---|---|---|---|---|---|---|---|"]
-    settings = [(mode, energy, None) for mode in a.modes for energy in a.energies]
-    settings += [("per-task", None, budget) for budget in a.budgets]
-    for mode, energy, budget in settings:
-        kept = energy if budget is None else f"{budget:g} % of G"
-        dest = out / (f"{mode}-{energy}" if budget is None else f"{mode}-budget{budget:g}")
+    lines = [("| mode | energy / budget | task | parameters | % of G | FD-EL0 before -> after | FD change | change lost "
+              "| FD change, latents of seed 1 |"), "|---|---|---|---|---|---|---|---|---|"]
+    settings = [(mode, energy, None, None) for mode in a.modes for energy in a.energies]
+    settings += [("per-task", None, budget, None) for budget in a.budgets]
+    settings += [("per-task", None, None, loss) for loss in a.max_losses]
+    other = {}  # the stored tasks' scores on the other latents, for the --max-losses rows
+    for mode, energy, budget, loss in settings:
+        search: list[str] = []  # a --max-losses row's search, probe by probe
+        kept = energy if energy is not None else f"{budget:g} % of G" if budget is not None else f"loss <= {loss:g} %"
+        dest = out / (f"{mode}-{energy}" if energy is not None else f"{mode}-budget{budget:g}" if budget is not None
+                      else f"{mode}-loss{loss:g}")
         shutil.rmtree(dest, ignore_errors=True)
         small = MemoryBank.create(dest, bank.root / "source.safetensors")
         if mode == "trained":
             rows = learn_lowrank(bank, names, small, energy, a.lowrank_init)
         else:
             rows = bank.compress(names, energy, torch.float16, small, shared=mode == "shared", of=a.of,
-                                 budget=None if budget is None else budget / 100)
+                                 budget=None if budget is None else budget / 100,
+                                 max_loss=None if loss is None else loss / 100, eval_n=0 if loss is None else a.n,
+                                 log=lambda msg, search=search: (print(msg, flush=True), search.append(msg)))
         for r in rows:
             t = r["task"]
             fd = evaluate_task(small, t, small.task_meta(t)["data"], scorer=scorers[t])["value"]
@@ -123,15 +136,23 @@ def main() -> None:
             save_before_after(stored_x[t], small, t, grid)
             # a task learned again (trained) is another run: its weights are not comparable
             lost = None if mode == "trained" else task_change_lost(bank, small, t)
-            r.update({"mode": mode, "energy": energy, "budget_percent": budget, "FD-EL0": fd,
-                      "FD-EL0_before": before[t], "change_lost": lost, "grid": str(grid)})
+            r.update({"mode": mode, "energy": energy, "budget_percent": budget, "max_loss_percent": loss,
+                      "search": [m for m in search if m.startswith(f"'{t}' at ")] if loss is not None else None,
+                      "FD-EL0": fd, "FD-EL0_before": before[t], "change_lost": lost, "grid": str(grid)})
+            held = "-"
+            if loss is not None:
+                if t not in other:
+                    other[t] = evaluate_task(bank, t, bank.task_meta(t)["data"], scorer=scorers[t], seed=1)["value"]
+                fd1 = evaluate_task(small, t, small.task_meta(t)["data"], scorer=scorers[t], seed=1)["value"]
+                r.update({"FD-EL0_seed1": fd1, "FD-EL0_before_seed1": other[t]})
+                held = f"{other[t]:.1f} -> {fd1:.1f}, {100 * (fd1 / other[t] - 1):+.1f} %"
             results["runs"].append(r)
             lines.append(f"| {mode} | {kept} | {t} | {r['parameters_before']:,} -> {r['parameters_after']:,} | "
                          f"{100 * r['parameters_after'] / n_g:.2f} % | {before[t]:.1f} -> {fd:.1f} | "
-                         f"{100 * (fd / before[t] - 1):+.1f} % | {'-' if lost is None else f'{lost:.2f}'} |")
+                         f"{100 * (fd / before[t] - 1):+.1f} % | {'-' if lost is None else f'{lost:.2f}'} | {held} |")
         mean_pct = statistics.mean(100 * r["parameters_after"] / n_g for r in rows)
         worst = max(100 * (r["FD-EL0"] / r["FD-EL0_before"] - 1) for r in rows)
-        lines.append(f"| {mode} | {kept} | **mean** | | **{mean_pct:.2f} %** | | worst **{worst:+.1f} %** | |")
+        lines.append(f"| {mode} | {kept} | **mean** | | **{mean_pct:.2f} %** | | worst **{worst:+.1f} %** | | |")
         atomic_write_json(out / "results.json", results)
         print("\n".join(lines[-len(rows) - 1:]), flush=True)
     atomic_write_bytes(out / "table.md", ("\n".join(lines) + "\n").encode())

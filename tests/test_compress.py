@@ -4,8 +4,8 @@ import sys
 import pytest
 import torch
 
-from ganmemory.compress import (budget_floor, budget_ranks, change_lost, compress_state, expand_state, lowrank,
-                                 stored_parameters)
+from ganmemory.compress import (SEARCH_STEPS, budget_floor, budget_ranks, change_lost, compress_state, expand_state,
+                                 lowrank, smallest_budget, stored_parameters)
 from ganmemory.errors import GanMemoryError
 from ganmemory.memory import MemoryBank
 from ganmemory.store import unprefixed
@@ -87,6 +87,33 @@ def test_a_bank_compressed_to_a_budget_records_it_and_refuses_one_too_small(tmp_
     with pytest.raises(GanMemoryError, match="--budget applies to per-task compression"):
         bank.compress(["b"], None, torch.float16, out, shared=True, budget=budget)
     assert out.tasks() == ["a"] and bank.task_meta("b").get("compressed") is None
+
+
+def test_smallest_budget_bisects_to_the_threshold_and_never_returns_a_refused_count():
+    asked = []
+
+    def at_least(threshold):
+        def ok(n):
+            asked.append(n)
+            return n >= threshold
+        return ok
+
+    assert smallest_budget(100, 740, at_least(400)) == 400  # the bisection lands on it: 420, 260, 340, 380, 400, 390
+    assert len(asked) <= SEARCH_STEPS + 1 and asked[0] == 100
+    for threshold in (101, 333, 739):
+        found = smallest_budget(100, 740, at_least(threshold))
+        assert threshold <= found < threshold + 640 / 2 ** SEARCH_STEPS
+    asked.clear()
+    assert smallest_budget(100, 740, at_least(50)) == 100 and asked == [100]  # the floor suffices: one question
+    assert smallest_budget(100, 740, lambda n: False) == 740  # nothing accepted: kept whole
+    assert smallest_budget(5, 6, lambda n: False) == 6
+    refused = set()
+
+    def noisy(n):  # not monotone: accepts only odd counts above 300
+        ok = n > 300 and n % 2 == 1
+        refused.update(() if ok else (n,))
+        return ok
+    assert smallest_budget(100, 740, noisy) not in refused
 
 
 @pytest.fixture
@@ -448,3 +475,86 @@ def test_extend_bases_takes_the_fewest_pairs_that_reach_the_energy():
         # from empty bases the answer is the SVD's: the smallest r whose top r values hold the energy
         assert s2[:r].sum() >= energy * s2.sum() - 1e-9 and s2[: r - 1].sum() < energy * s2.sum()
         assert _projection_error(m, u, v) <= (1 - energy + 1e-9) * float((m ** 2).sum())
+
+
+def test_max_loss_stores_the_least_budget_that_passes_and_records_it(tmp_path, bank, tiny_source):
+    n_g = bank.generator_param_count()[1]
+    full = unprefixed("G", bank.load_task("a")[0])
+    floor, whole = budget_floor(full), stored_parameters(full)
+    lines = []
+    loose = MemoryBank.create(tmp_path / "loose", tiny_source)
+    (row,) = bank.compress(["a"], None, torch.float16, loose, eval_n=8, max_loss=100.0, log=lines.append)
+    assert row["parameters_after"] == floor and int(row["budget"] * n_g) == floor  # 10,000 %: rank 1 passes
+    (probe,) = [line for line in lines if "% of G: drift" in line]  # one probe, scored as the stored task is
+    assert probe.startswith(f"'a' at {100 * floor / n_g:.2f} % of G: drift ")
+    assert probe.endswith(f", FD-EL0 {row['fd_el0_before']:.2f} -> {row['fd_el0_after']:.2f} "
+                          f"({100 * (row['fd_el0_after'] / row['fd_el0_before'] - 1):+.1f} %)")
+    assert loose.task_meta("a")["compressed"]["budget"] == row["budget"]
+    lines.clear()
+    tight = MemoryBank.create(tmp_path / "tight", tiny_source)
+    (row,) = bank.compress(["a"], None, torch.float16, tight, eval_n=8, max_loss=1e-9, log=lines.append)
+    probes = [line for line in lines if "% of G: drift" in line]
+    assert 1 <= len(probes) <= SEARCH_STEPS + 1 and not any("FD-EL0" in line for line in probes)
+    assert row["parameters_after"] == whole  # every truncation moved its images: kept whole
+
+
+class _FlatScorer:
+    """An FD-EL0 that never rises, so that only the drift decides."""
+    def score(self, sample, z_dim, seed=0):
+        return {"value": 1.0}
+
+
+def test_max_loss_refuses_a_budget_that_moves_the_images_back_to_the_source_though_fd_el0_holds(bank):
+    from ganmemory.bank.lowrank import DRIFT_N
+    from ganmemory.compress import is_modulation_matrix
+    from ganmemory.source import latents
+    from ganmemory.store import prefixed
+    from ganmemory.taskfile import task_layout
+    meta = bank.task_meta("a")
+    starts = bank.task_start(0, task_layout(meta))
+    g = torch.Generator().manual_seed(0)  # a task whose change is full rank: rank 1 keeps little of it
+    full = {k: t + 0.05 * torch.randn(t.shape, generator=g) if is_modulation_matrix(k, t) else t
+            for k, t in unprefixed("G", bank.load_task("a")[0]).items()}
+    lines = []
+    budget = bank._budget_for_loss("a", prefixed("G", full), meta, torch.float32, "change",
+                                   bank.generator_param_count()[1], _FlatScorer(), 1.0, 0.1, lines.append)
+    n_g = bank.generator_param_count()[1]
+    z = latents(DRIFT_N, bank.cfg.z_dim, 0)
+    G = bank._new_generator(0, task_layout(meta)).eval()
+
+    def images(state):
+        G.load_task_state(state)
+        with torch.no_grad():
+            return G(z, None).clamp(-1, 1)
+
+    task_x = images(full)
+    moved = (images(starts) - task_x).pow(2).mean().sqrt()
+
+    def drift(params):
+        return (images(expand_state(compress_state(full, None, torch.float32, starts, budget=params), starts))
+                - task_x).pow(2).mean().sqrt()
+
+    chosen, floor = int(budget * n_g), budget_floor(full)
+    assert moved > 0 and chosen > floor
+    assert drift(chosen) <= 0.1 * moved < drift(floor)  # the floor moved back too far; the choice did not
+    refused = [line for line in lines if "FD-EL0" not in line]
+    # printed to 3 decimals: a drift above 0.1 reads 0.100 or more
+    assert refused and all(float(line.split("drift ")[1].split()[0]) >= 0.1 for line in refused), lines
+
+
+def test_max_loss_needs_the_scores_and_a_per_task_mode(tmp_path, bank, tiny_source):
+    out = MemoryBank.create(tmp_path / "small", tiny_source)
+    with pytest.raises(GanMemoryError, match="cannot run with --no-eval"):
+        bank.compress(["a"], None, torch.float16, out, max_loss=0.1)
+    with pytest.raises(GanMemoryError, match="--max-loss applies to per-task compression"):
+        bank.compress(["a"], None, torch.float16, out, shared=True, eval_n=8, max_loss=0.1)
+    with pytest.raises(GanMemoryError, match="one of an energy, a budget or a largest loss"):
+        bank.compress(["a"], None, torch.float16, out, budget=0.05, eval_n=8, max_loss=0.1)
+    with pytest.raises(GanMemoryError, match="--max-loss must be above 0 %"):
+        bank.compress(["a"], None, torch.float16, out, eval_n=8, max_loss=0.0)
+    assert out.tasks() == [] and bank.task_meta("a").get("compressed") is None
+    r = subprocess.run([sys.executable, "-m", "ganmemory", "compress", "--memory", str(bank.root), "--out",
+                        str(tmp_path / "cli"), "--max-loss", "10", "--no-eval"], capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "--max-loss scores each task's FD-EL0 while it searches: it cannot run with --no-eval" in r.stderr
+    assert not (tmp_path / "cli").exists()

@@ -29,6 +29,7 @@ leading singular pairs into new basis columns, and the task stores only s (``NAM
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -159,6 +160,30 @@ def budget_ranks(matrices: dict[str, torch.Tensor], budget: int) -> dict[str, in
         cost, ranks[name], _ = opts[pick[b]]
         b -= cost // unit
     return {name: ranks[name] for name in names}
+
+
+SEARCH_STEPS = 6  # bisection halvings of [rank-1 floor, whole]: within 1/64 of that range
+
+
+def smallest_budget(least: int, whole: int, acceptable: Callable[[int], bool], steps: int = SEARCH_STEPS) -> int:
+    """The fewest parameters in [``least``, ``whole``] that ``acceptable`` accepts, found by
+    bisection to within (whole - least) / 2**steps (the answer is then the accepted end).
+
+    ``whole`` is taken as accepted without asking: it is the task kept whole. ``acceptable`` is
+    assumed to hold from some count upwards (more parameters never worse); where a noisy score
+    breaks that, the answer is still a count that was accepted. It is asked at most
+    ``steps + 1`` times, ``least`` first."""
+    if not least <= whole:
+        raise ValueError(f"least {least} above whole {whole}")
+    if acceptable(least):
+        return least
+    lo, hi = least, whole  # lo refused, hi accepted
+    for _ in range(steps):
+        mid = (lo + hi) // 2
+        if mid in (lo, hi):
+            break
+        lo, hi = (lo, mid) if acceptable(mid) else (mid, hi)
+    return hi
 
 
 def compress_state(state: dict[str, torch.Tensor], energy: float | None = None, dtype: torch.dtype = torch.float32,

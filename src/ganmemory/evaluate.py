@@ -93,12 +93,16 @@ def evaluate_task(bank, task: str, data_spec: str, metric: str = "fd-el0", n: in
     G = bank.task_generator(task)
     n_classes = int(bank.task_meta(task).get("n_classes", 0))
     scorer = scorer or Scorer(data_spec, bank.cfg.resolution, metric, n, inception_weights)
-
-    def sample(z: torch.Tensor) -> torch.Tensor:  # a conditional task: its classes in turn
-        return G(z, torch.arange(len(z)) % n_classes if n_classes else None).clamp(-1, 1)
-
-    out = scorer.score(sample, bank.cfg.z_dim, seed)
+    out = scorer.score(task_sampler(G, n_classes), bank.cfg.z_dim, seed)
     return {"task": task, "data": data_spec, **out}
+
+
+def task_sampler(G: torch.nn.Module, n_classes: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``sample(z)``, a task generator's images clamped to [-1, 1], as ``Scorer.score`` takes
+    it; a conditional task (``n_classes`` > 0) draws its classes in turn."""
+    def sample(z: torch.Tensor) -> torch.Tensor:
+        return G(z, torch.arange(len(z)) % n_classes if n_classes else None).clamp(-1, 1)
+    return sample
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..compress import (CHANGE, MATRIX, PER_TASK, SDIAG_SUFFIX, SHARED, TRAINED, TRAINED_U, TRAINED_V,
-                        LowRankConfig, budget_floor, check_of, compress_shared, compress_state, fold_residual,
-                        stored_parameters)
+                        LowRankConfig, budget_floor, check_of, compress_shared, compress_state, expand_state,
+                        fold_residual, smallest_budget, stored_parameters)
 from ..errors import GanMemoryError
 from ..locks import BASES_LOCK, locked
 from ..nets import Generator
@@ -34,19 +34,25 @@ def task_scores(bank: BankDisk, loaded: dict[str, tuple], n: int, scorers: dict,
     return scorers, scores
 
 
+DRIFT_N = 256  # latents whose images measure how far compression moves a task back to its source
+
+
 class LowRankStore(BankDisk):
     """Tasks stored in low-rank form, and the factorised generator a ``--lowrank`` learn trains."""
 
     def compress(self, names: Sequence[str] | None, energy: float | None, dtype: torch.dtype,
                  out: "BankDisk | None" = None, shared: bool = False, eval_n: int = 0,
-                 log: Callable[[str], None] = print, of: str = CHANGE, budget: float | None = None
-                 ) -> list[dict[str, Any]]:
+                 log: Callable[[str], None] = print, of: str = CHANGE, budget: float | None = None,
+                 max_loss: float | None = None) -> list[dict[str, Any]]:
         """Store tasks in low-rank form (``compress.py``), into ``out`` (another bank over the
         same source) or, when ``out`` is None, in place. Returns one report row per task.
 
         How much each task keeps: ``energy`` of every matrix's sum(s^2), or (per-task mode only)
         ``budget``, a fraction of the generator's parameters that each task may take, spread over
-        its matrices by ``compress.budget_ranks``.
+        its matrices by ``compress.budget_ranks``, or (per-task, scored) the smallest such budget
+        at which the task loses at most ``max_loss`` (a fraction: 0.1 is 10 %) of its FD-EL0 and
+        of its images' way from the source's (``_budget_for_loss``), searched by
+        ``compress.smallest_budget``; the rows then carry each task's ``budget``.
 
         ``shared``: the tasks, in the order given, grow bases shared by the target bank
         (BANK/bases.safetensors) and each keeps only its cores; a task's row counts the
@@ -59,8 +65,16 @@ class LowRankStore(BankDisk):
         training data) before and after; the rows then carry ``fd_el0_before`` and ``fd_el0_after``.
 
         Every task is checked and the target's locks are taken before anything is written."""
-        if (energy is None) == (budget is None):
-            raise GanMemoryError("compress takes either an energy or a budget")
+        if sum(x is not None for x in (energy, budget, max_loss)) != 1:
+            raise GanMemoryError("compress takes one of an energy, a budget or a largest loss")
+        if max_loss is not None:
+            if not 0 < max_loss < float("inf"):
+                raise GanMemoryError(f"--max-loss must be above 0 %, got {100 * max_loss:g}")
+            if shared:
+                raise GanMemoryError("--max-loss applies to per-task compression; shared bases take --energy")
+            if not eval_n:
+                raise GanMemoryError("--max-loss scores each task's FD-EL0 while it searches: it cannot run with "
+                                     "--no-eval")
         if energy is not None and not 0 < energy <= 1:
             raise GanMemoryError(f"--energy must be in (0, 1], got {energy}")
         if budget is not None and not 0 < budget <= 1:
@@ -98,11 +112,65 @@ class LowRankStore(BankDisk):
         rows = []
         with locked(target.root, names + ([BASES_LOCK] if shared else []), "compress"):
             for name, (tensors, meta) in loaded.items():
-                rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g, of, budget))
+                task_budget = budget if max_loss is None else self._budget_for_loss(
+                    name, tensors, meta, dtype, of, n_g, scorers[name], before[name], max_loss, log)
+                rows.append(self._compress_one(name, tensors, meta, energy, dtype, target, shared, n_g, of,
+                                               task_budget))
+                if max_loss is not None:
+                    rows[-1]["budget"] = task_budget
         _, after = task_scores(target, loaded, eval_n, scorers, "after", log)
         for row in rows if eval_n else ():
             row.update(fd_el0_before=before[row["task"]], fd_el0_after=after[row["task"]])
         return rows
+
+    def _budget_for_loss(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                         dtype: torch.dtype, of: str, n_g: int, scorer: Any, before: float, max_loss: float,
+                         log: Callable[[str], None]) -> float:
+        """The smallest budget (a fraction of G's parameters) at which task ``name``, compressed
+        as ``_compress_one`` would, loses at most ``max_loss`` by two measures:
+
+        - drift: its images from ``DRIFT_N`` latents move back towards the source's from the
+          same latents by at most ``max_loss`` of the way the task moved them (RMS over pixels);
+        - FD-EL0 with ``scorer``, on the latents of the "before" score: at most
+          ``before * (1 + max_loss)``.
+
+        FD-EL0 alone is blind where a task moved little from its source in that score: such a
+        task compressed back to almost the source scores almost the same. The drift is checked
+        first (it is cheap); the FD-EL0 score only where the drift passes."""
+        from ..evaluate import task_sampler
+        from ..source import latents
+        full = unprefixed("G", tensors)
+        layout = task_layout(meta)
+        starts = self.task_start(meta["n_classes"], layout)
+        G = self._modulated_generator(meta["n_classes"], layout)
+        sample = task_sampler(G, meta["n_classes"])
+        z = latents(DRIFT_N, self.cfg.z_dim, 0)
+
+        def images() -> torch.Tensor:
+            with torch.no_grad():
+                return torch.cat([sample(z[i:i + 100]) for i in range(0, DRIFT_N, 100)])
+
+        G.load_task_state(starts)
+        source_x = images()
+        G.load_task_state(full)
+        task_x = images()
+        moved = float((source_x - task_x).pow(2).mean().sqrt())
+        del source_x
+
+        def acceptable(params: int) -> bool:
+            small = compress_state(full, None, dtype, starts if of == CHANGE else None, budget=params)
+            G.load_task_state(expand_state(small, starts if of == CHANGE else None))
+            drift = float((images() - task_x).pow(2).mean().sqrt())
+            what = f"'{name}' at {100 * params / n_g:.2f} % of G: drift {drift / max(moved, 1e-12):.3f} of the way"
+            if drift > max_loss * moved:
+                log(what)
+                return False
+            fd = scorer.score(sample, self.cfg.z_dim)["value"]
+            log(f"{what}, FD-EL0 {before:.2f} -> {fd:.2f} ({100 * (fd / before - 1):+.1f} %)")
+            return fd <= before * (1 + max_loss)
+
+        params = smallest_budget(budget_floor(full), stored_parameters(full), acceptable)
+        return (params + 0.5) / n_g  # int(budget * n_g) in _compress_one gives params back
 
     def _compress_one(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], energy: float | None,
                       dtype: torch.dtype, target: BankDisk, shared: bool, n_g: int, of: str,

@@ -191,13 +191,14 @@ def cmd_compress(a: argparse.Namespace) -> int:
     for name in names:
         bank.task_meta(name)  # unknown tasks fail here, before anything is written
     budget = None if a.budget is None else a.budget / 100
-    energy = None if budget is not None else DEFAULT_ENERGY if a.energy is None else a.energy
+    max_loss = None if a.max_loss is None else a.max_loss / 100
+    energy = None if budget is not None or max_loss is not None else DEFAULT_ENERGY if a.energy is None else a.energy
     existed = a.out is not None and Path(a.out).exists()
     out = MemoryBank.create(a.out, bank.root / "source.safetensors") if a.out else None
     try:
         rows = bank.compress(names, energy, torch.float16 if a.dtype == "fp16" else torch.float32, out, a.shared,
                              eval_n=0 if a.no_eval else a.eval_n, log=lambda msg: print(msg, flush=True), of=a.of,
-                             budget=budget)
+                             budget=budget, max_loss=max_loss)
     except GanMemoryError:
         if out is not None and not out.tasks():  # refused before any task was written: undo the new bank
             _remove_new_bank(out.root, existed)
@@ -213,8 +214,10 @@ def cmd_compress(a: argparse.Namespace) -> int:
     if a.shared:
         print(f"shared bases: {(target.root / 'bases.safetensors').stat().st_size:,} bytes in "
               f"{target.root / 'bases.safetensors'}; each task's parameters count the columns it added")
-    kept = f"energy {energy} of each matrix's {a.of}" if budget is None else \
-        f"each task within {a.budget:g} % of G, ranks spread over its matrices' {a.of}s"
+    kept = (f"energy {energy} of each matrix's {a.of}" if energy is not None else
+            f"each task within {a.budget:g} % of G, ranks spread over its matrices' {a.of}s" if budget is not None else
+            f"each task the least of G at which it lost at most {a.max_loss:g} % (FD-EL0, and its images' way "
+            f"from the source's), ranks spread over its matrices' {a.of}s")
     scored = "" if a.no_eval else f"FD-EL0 on {a.eval_n} EfficientNet-Lite0 features (not FID); "
     print(f"{kept}, {a.dtype}; {scored}tasks written to {target.root}")
     return 0

@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
               "  ganmemory compress --memory bank/ --in-place --task digits --energy 0.95 --no-eval\n"
               "  ganmemory compress --memory bank/ --out bank_shared/ --shared --energy 0.9   # bases shared by tasks\n"
               "  ganmemory compress --memory bank/ --out bank_5pc/ --budget 5 --dtype fp16   # 5 % of G per task\n"
+              "  ganmemory compress --memory bank/ --out bank_10pc/ --max-loss 10 --dtype fp16   # FD-EL0 and images 10 % at most\n"
               "Compressed tasks sample, interpolate and replay as before but can no longer be resumed.")
     cp.add_argument("--memory", required=True, metavar="BANK", help="bank whose tasks are compressed")
     where = cp.add_mutually_exclusive_group(required=True)
@@ -259,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="instead of --energy: the parameters each task may keep, in %% of the generator's (as "
                            "'list' shows them); ranks go where they keep the most of each matrix per parameter. "
                            "Per-task only")
+    keep.add_argument("--max-loss", type=_positive_float, metavar="PERCENT",
+                      help="instead of --energy: each task the smallest --budget at which it loses at most "
+                           "PERCENT %%: its FD-EL0 (on --eval-n images, the latents of the 'before' score) rises "
+                           "at most PERCENT %%, and its images move back towards the source's by at most PERCENT "
+                           "%% of the way the task moved them (RMS over pixels, same latents). Searched by "
+                           "bisection, 7 steps at most. Per-task only")
     cp.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32", help="stored precision")
     cp.add_argument("--shared", action="store_true",
                     help="bases shared by all tasks, grown task by task (a task adds columns only when needed)")
