@@ -131,7 +131,9 @@ def main() -> None:
                                  log=lambda msg, search=search: (print(msg, flush=True), search.append(msg)))
         for r in rows:
             t = r["task"]
-            fd = evaluate_task(small, t, small.task_meta(t)["data"], scorer=scorers[t])["value"]
+            # a --max-losses row's compress already scored the stored task with these latents and n
+            fd = r["fd_el0_after"] if "fd_el0_after" in r else \
+                evaluate_task(small, t, small.task_meta(t)["data"], scorer=scorers[t])["value"]
             grid = dest / "grids" / f"{t}.png"
             save_before_after(stored_x[t], small, t, grid)
             # a task learned again (trained) is another run: its weights are not comparable

@@ -142,6 +142,7 @@ class LowRankStore(BankDisk):
         full = unprefixed("G", tensors)
         layout = task_layout(meta)
         starts = self.task_start(meta["n_classes"], layout)
+        offsets = starts if of == CHANGE else None  # what compress_state factorises each matrix against
         G = self._modulated_generator(meta["n_classes"], layout)
         sample = task_sampler(G, meta["n_classes"])
         z = latents(DRIFT_N, self.cfg.z_dim, 0)
@@ -158,8 +159,7 @@ class LowRankStore(BankDisk):
         del source_x
 
         def acceptable(params: int) -> bool:
-            small = compress_state(full, None, dtype, starts if of == CHANGE else None, budget=params)
-            G.load_task_state(expand_state(small, starts if of == CHANGE else None))
+            G.load_task_state(expand_state(compress_state(full, None, dtype, offsets, budget=params), offsets))
             drift = float((images() - task_x).pow(2).mean().sqrt())
             what = f"'{name}' at {100 * params / n_g:.2f} % of G: drift {drift / max(moved, 1e-12):.3f} of the way"
             if drift > max_loss * moved:
