@@ -49,13 +49,53 @@ def test_the_precision_is_a_checked_stored_option():
     assert TrainConfig.from_dict(stored).precision == "fp32"  # files from before the option ran fp32
 
 
-def test_auto_is_bf16_where_native_and_fp32_elsewhere_without_a_note(monkeypatch):
+def test_auto_is_bf16_where_native_and_not_slower_and_fp32_elsewhere(monkeypatch):
     lines = []
     monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    monkeypatch.setattr(prec, "cpu_bf16_speedup", lambda: 1.42)
     assert prec.resolve("auto", "cpu", lines.append) == "bf16"
+    assert lines == ["precision auto: bf16 (a convolution probe ran bf16 at 1.42x fp32's speed on this processor; "
+                     "--precision fp32 or bf16 chooses)"]
+    # native bf16 that runs slower than fp32, as on a Xeon whose hypervisor hides AMX
+    monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    monkeypatch.setattr(prec, "cpu_bf16_speedup", lambda: 0.74)
+    assert prec.resolve("auto", "cpu", lines.append) == "fp32" and "fp32 (a convolution probe ran bf16 at 0.74x" in lines[1]
+    assert prec.resolve("bf16", "cpu", lines.append) == "bf16"  # asked for: not probed
     monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.setattr(prec, "cpu_bf16_speedup", lambda: pytest.fail("probed where bf16 is not native"))
     assert prec.resolve("auto", "cpu", lines.append) == "fp32"
-    assert lines == []
+    assert len(lines) == 2  # no probe, no line
+
+
+def test_the_probe_times_both_precisions_once_per_process(monkeypatch):
+    calls = []
+    real = prec._probe_step
+    monkeypatch.setattr(prec, "_probe_step", lambda *a: calls.append(a[-1]) or real(*a))
+    prec.cpu_bf16_speedup.cache_clear()
+    try:
+        speedup = prec.cpu_bf16_speedup()
+        assert prec.cpu_bf16_speedup() == speedup and 0 < speedup < float("inf")
+        assert calls == [False, True] * (prec.PROBE_ROUNDS + 1)
+    finally:
+        prec.cpu_bf16_speedup.cache_clear()
+
+
+def test_distributed_ranks_agree_on_the_slowest_ranks_probe(monkeypatch):
+    """Every rank takes the smallest speed-up any rank measured, so all resolve auto alike."""
+    ops = []
+
+    def all_reduce(t, op):
+        ops.append(op)
+        t.fill_(0.9)  # another rank measured bf16 slower
+
+    monkeypatch.setattr(prec.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(prec.dist, "all_reduce", all_reduce)
+    monkeypatch.setattr(prec, "_probe_step", lambda *a: None)
+    prec.cpu_bf16_speedup.cache_clear()
+    try:
+        assert prec.cpu_bf16_speedup() == 0.9 and ops == [prec.dist.ReduceOp.MIN]
+    finally:
+        prec.cpu_bf16_speedup.cache_clear()
 
 
 def test_a_run_resumed_under_auto_keeps_the_precision_it_ran_in():
@@ -98,6 +138,7 @@ def test_learn_stores_the_precision_that_ran(tmp_path, tiny_source, image_folder
     bank.learn("b", image_folder["b"], TrainConfig(**cfg), progress=False, log=lines.append)
     assert bank.task_meta("b")["train"]["precision"] == "fp32" and any("falls back" in m for m in lines)
     monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(prec, "cpu_bf16_speedup", lambda: 1.5)
     bank.learn("c", image_folder["c"], TrainConfig(**cfg), progress=False, log=lines.append)
     assert bank.task_meta("c")["train"]["precision"] == "bf16"
     auto = {**cfg, "precision": "auto"}
@@ -107,13 +148,17 @@ def test_learn_stores_the_precision_that_ran(tmp_path, tiny_source, image_folder
     bank.learn("e", image_folder["c"], TrainConfig(**auto), progress=False, log=lines.append)
     assert bank.task_meta("e")["train"]["precision"] == "fp32"
     assert sum("falls back" in m for m in lines) == 1  # auto falls back without a note
+    assert sum(m.startswith("precision auto: bf16") for m in lines) == 1  # where it probed, it says so
     assert torch.equal(bank.sample("a", 8, seed=0), x)  # sampling is float32: old tasks unchanged
 
 
 def test_the_trainer_resolves_auto_on_its_device(tiny_cfg, monkeypatch):
     G, D = Generator(tiny_cfg), Discriminator(tiny_cfg)
     monkeypatch.setattr(prec, "cpu_flags", lambda: {"amx_bf16"})
+    monkeypatch.setattr(prec, "cpu_bf16_speedup", lambda: 1.5)
     assert GANTrainer(G, D, TrainConfig()).precision == "bf16"
+    monkeypatch.setattr(prec, "cpu_bf16_speedup", lambda: 0.7)
+    assert GANTrainer(G, D, TrainConfig()).precision == "fp32"
     monkeypatch.setattr(prec, "cpu_flags", lambda: set())
     assert GANTrainer(G, D, TrainConfig()).precision == "fp32"
     assert GANTrainer(G, D, TrainConfig(precision="bf16")).precision == "fp32"
@@ -129,6 +174,7 @@ def test_replay_gans_store_the_precision_they_run_in_and_a_resumed_run_keeps_it(
     cls = {"gan-memory": GanMemoryReplay, "mergan": MerGAN}[strategy]
     cfg = LifelongConfig(resolution=16)
     monkeypatch.setattr(prec, "cpu_flags", lambda: {"amx_bf16"})
+    monkeypatch.setattr(prec, "cpu_bf16_speedup", lambda: 1.5)
     fresh = cls(cfg, tmp_path / "a", lambda _: None, source=tiny_source)
     assert fresh.gan.precision == "bf16" and fresh.options()["gan"]["precision"] == "bf16"
     resumed = cls(cfg, tmp_path / "b", lambda _: None, source=tiny_source)

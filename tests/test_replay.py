@@ -130,7 +130,7 @@ def test_gan_memory_reuses_a_matching_task_and_refuses_a_clash(tmp_path, tiny_so
     msgs = []
     again = GanMemoryReplay(cfg, tmp_path, msgs.append, gan=replay_gan_config(0, iters=2, batch_size=4), **args)
     again.before_task(None, 0, tasks[0], None, [])
-    assert path.read_bytes() == before and "reusing" in msgs[0]
+    assert path.read_bytes() == before and any("reusing" in m for m in msgs)
     other = GanMemoryReplay(cfg, tmp_path, quiet, gan=replay_gan_config(0, iters=3, batch_size=4), **args)
     from ganmemory.errors import GanMemoryError
     with pytest.raises(GanMemoryError, match=r"already holds task 't0-mnist-0-1' learned with other data or "

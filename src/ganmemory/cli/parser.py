@@ -409,7 +409,8 @@ def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None, preset
     from ..train.precision import PRECISIONS
     g.add_argument("--precision", choices=PRECISIONS, default=c.precision,
                    help="auto: bf16 where the processor computes it natively (AVX-512 BF16, AMX, or a "
-                        "recent GPU), else fp32; bf16: that, or fp32 with a note; fp32: always. What ran is "
+                        "recent GPU) and, on a CPU, a short probe finds it no slower than fp32, else fp32; "
+                        "bf16: that, or fp32 with a note where bf16 would be emulated; fp32: always. What ran is "
                         "stored with the result; a resumed run keeps its precision (default: %(default)s)")
     g.add_argument("--log-every", type=_positive, default=c.log_every, help="JSON-lines log record every N steps")
     g.add_argument("--sample-every", type=_nonnegative, default=c.sample_every, help="sample grid every N steps (0: never)")
