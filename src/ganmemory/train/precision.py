@@ -115,7 +115,20 @@ def cpu_bf16_speedup() -> float:
     (> 1: bf16 is faster), medians of ``PROBE_ROUNDS`` timed rounds after one untimed round each.
 
     Measured once per process. Under torch.distributed the ranks report the smallest of their
-    measurements, so every rank resolves ``auto`` to the same precision."""
+    measurements, so every rank resolves ``auto`` to the same precision: every rank must then
+    make its first call at the same point (``learn`` and ``pretrain`` resolve on every rank).
+
+    Leaves the global random state alone, and runs with gradients on whatever context calls it."""
+    with torch.inference_mode(False), torch.enable_grad():
+        speedup = _time_probe()
+    if dist.is_available() and dist.is_initialized():
+        agreed = torch.tensor([speedup], dtype=torch.float64)
+        dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+        speedup = float(agreed.item())
+    return speedup
+
+
+def _time_probe() -> float:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(16, 128, 16, 16, generator=g).to(memory_format=torch.channels_last)
     w1 = (torch.randn(64, 128, 3, 3, generator=g) * 0.03).requires_grad_()
@@ -127,12 +140,7 @@ def cpu_bf16_speedup() -> float:
             _probe_step(x, w1, w2, bf16)
             if round_:  # the first round builds the kernels
                 seconds[bf16].append(time.perf_counter() - t0)
-    speedup = statistics.median(seconds[False]) / statistics.median(seconds[True])
-    if dist.is_available() and dist.is_initialized():
-        agreed = torch.tensor([speedup], dtype=torch.float64)
-        dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
-        speedup = float(agreed.item())
-    return speedup
+    return statistics.median(seconds[False]) / statistics.median(seconds[True])
 
 
 def resolve(precision: str, device: str | torch.device, log: Callable[[str], None]) -> str:
