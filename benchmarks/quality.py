@@ -135,7 +135,8 @@ def main() -> None:
         row = {"conditional": conditional, "flip": a.flip, "minutes": None if a.iters else minutes,
                "iterations": iters,
                "seconds_per_step": None if step is None else round(step, 4), "history": meta["metrics"],
-               "learn_seconds": meta["seconds"], "r1_gamma": cfg.r1_gamma}
+               "learn_seconds": meta["seconds"], "r1_gamma": cfg.r1_gamma,
+               "precision": meta["train"]["precision"]}
         hist = meta["metrics"]
         row["fd_ratio"] = hist[-1]["FD-EL0"] / hist[0]["FD-EL0"]
         if conditional:

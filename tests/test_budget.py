@@ -1,13 +1,16 @@
 """A wall-clock budget turned into iterations, and the demo sized by it."""
 
+import json
 import math
 
 import pytest
 
 from ganmemory.budget import iterations_for, seconds_per_step
-from ganmemory.demo import run_demo
+from ganmemory.demo import DEMO_TASKS, run_demo
 from ganmemory.errors import GanMemoryError
+from ganmemory.memory import MemoryBank
 from ganmemory.train import TrainConfig
+from ganmemory.train.precision import cpu_name
 
 
 def test_iterations_for_rounds_down_to_tidy_counts():
@@ -33,8 +36,6 @@ def test_seconds_per_step_leaves_nothing_behind(tmp_path, tiny_source, image_fol
 
 
 def test_seconds_per_step_keeps_each_length_s_least_disturbed_time(monkeypatch, tmp_path, tiny_source, image_folder):
-    from ganmemory.memory import MemoryBank
-
     # short / long pairs: the first pair disturbed in its long run, the second in its short run
     timed = iter([9.0, 1.0, 9.0, 5.0, 4.0])  # warm-up, short, long, short, long
     monkeypatch.setattr(MemoryBank, "learn", lambda *a, **k: {"seconds": next(timed)})
@@ -53,5 +54,8 @@ def test_a_demo_sized_by_minutes_repeats_exactly_with_its_printed_iters(tmp_path
     assert any(f"--iters {n} learns as many on any machine" in line for line in said), said
     again = run_demo(tmp_path / "again", iters=n, source=tiny_source, eval_n=0, progress=False, log=lambda _: None)
     assert again["seconds_per_step"] is None and again["all_unchanged"]
+    stored = [MemoryBank(tmp_path / "again" / "bank").task_meta(name)["train"]["precision"] for name, _ in DEMO_TASKS]
+    assert [t["precision"] for t in again["tasks"]] == stored and stored[0] in ("fp32", "bf16")
+    assert json.loads((tmp_path / "again" / "demo.json").read_text())["processor"] == cpu_name()
     for name in ("mnist", "fashion-mnist", "emoji"):
         assert (tmp_path / "timed" / f"{name}.png").read_bytes() == (tmp_path / "again" / f"{name}.png").read_bytes()

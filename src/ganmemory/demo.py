@@ -18,6 +18,7 @@ from .errors import GanMemoryError
 from .images import save_grid
 from .memory import MemoryBank
 from .train import TrainConfig
+from .train.precision import cpu_name
 
 DEMO_TASKS = (("mnist", "mnist"), ("fashion-mnist", "fashion-mnist"), ("emoji", "emoji"))
 MARKER = "demo.json"
@@ -84,14 +85,14 @@ def run_demo(out: str | os.PathLike, iters: int | None = None, source: str | Non
     reopened = MemoryBank(out / "bank")
     n_task, n_g = reopened.generator_param_count()
     report = {"source_hash": source_hash, "source_unchanged": reopened.source.file_hash == source_hash,
-              "tasks": [], "seconds": round(time.perf_counter() - t_start, 1),
+              "processor": cpu_name(), "tasks": [], "seconds": round(time.perf_counter() - t_start, 1),
               "seconds_per_step": None if per_step is None else round(per_step, 4)}
     for i, (name, _) in enumerate(DEMO_TASKS):
         later = [n for n, _ in DEMO_TASKS[i + 1:]]
         same = _digest(reopened.sample(name, 64, seed=seed)) == fingerprints[name]
         scores = [h["FD-EL0"] for h in rows[i]["metrics"]]
         report["tasks"].append({"task": name, "iterations": rows[i]["iterations"], "seconds": rows[i]["seconds"],
-                                "learned_before": later, "unchanged": same,
+                                "precision": rows[i]["train"]["precision"], "learned_before": later, "unchanged": same,
                                 "fd_el0": [scores[0], scores[-1]] if scores else None})
     report["all_unchanged"] = all(t["unchanged"] for t in report["tasks"]) and report["source_unchanged"]
     atomic_write_json(out / MARKER, report)
