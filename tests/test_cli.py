@@ -122,6 +122,8 @@ def test_learn_gives_a_conditional_task_the_presets_r1_unless_told():
     assert r1("--r1", "2", conditional=True) == 2.0 and r1("--r1", "2", conditional=False) == 2.0
     assert r1("--preset", "paper", conditional=False) == 10.0 == r1("--preset", "paper", conditional=True)
     assert "10 for a --conditional task" in " ".join(run("learn", "--help").stdout.split())
+    a = build_parser().parse_args(["learn", "--memory", "m", "--task", "t", "--data", "d", "--mode-seeking", "0.25"])
+    assert _train_cfg(a, conditional=True).mode_seeking == 0.25
 
 
 @pytest.fixture

@@ -362,6 +362,8 @@ OPTION_CASES = [
     (["learn", "--task", "n", "--ema-beta", "nan"], "not a finite number"),
     (["learn", "--task", "n", "--ema-beta", "1"], "option --ema-beta must be in [0, 1)"),
     (["learn", "--task", "n", "--r1", "-1"], "option --r1 must be >= 0"),
+    (["learn", "--task", "n", "--mode-seeking", "-1"], "option --mode-seeking must be >= 0"),
+    (["learn", "--task", "n", "--mode-seeking", "nan"], "not a finite number"),
     (["learn", "--task", "n", "--seed", str(2**70)], "argument --seed"),
     (["learn", "--task", "n", "--seed", "-1"], "argument --seed"),
     (["learn", "--task", "n", "--batch", "0"], "argument --batch"),

@@ -302,6 +302,54 @@ def test_presets_and_their_options():
         TrainConfig.preset("fast")
     # a config stored before the ramp-up and layouts existed reads back as what it ran with
     old = {k: v for k, v in TrainConfig.preset("paper").to_dict().items()
-           if k not in ("ema_rampup", "layout", "lr_decay")}
+           if k not in ("ema_rampup", "layout", "lr_decay", "mode_seeking")}
     assert TrainConfig.from_dict(old) == TrainConfig.preset("paper")
     assert TrainConfig.preset("paper").resumes(old) and not TrainConfig().resumes(old)
+
+
+def test_mode_seeking_term_is_its_formula_and_pushes_pairs_apart():
+    from ganmemory.train.losses import mode_seeking_penalty
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 4, 4, generator=g, requires_grad=True)
+    z = torch.randn(6, 5, generator=g)
+    got = mode_seeking_penalty(x, z)
+    d_x = (x[:3] - x[3:]).abs().mean()
+    d_z = (z[:3] - z[3:]).abs().mean()
+    assert torch.allclose(got, 1 / (d_x / d_z + 1e-5))
+    got.backward()
+    with torch.no_grad():  # a small step against the gradient moves each pair apart and lowers the term
+        moved = x - 1e-2 * x.grad / x.grad.abs().max()
+    assert (moved[:3] - moved[3:]).abs().mean() > d_x
+    assert mode_seeking_penalty(moved, z) < got
+    # an odd batch leaves its last row unpaired; bf16 images are scored in float32
+    assert torch.allclose(mode_seeking_penalty(torch.cat([x.detach(), x[:1].detach()]), torch.cat([z, z[:1]])),
+                          got.detach())
+    assert mode_seeking_penalty(x.detach().bfloat16(), z).dtype == torch.float32
+    with pytest.raises(ValueError, match="at least 2"):
+        mode_seeking_penalty(x[:1], z[:1])
+
+
+def test_mode_seeking_pairs_the_generator_step_under_one_label(tiny_cfg):
+    net = replace(tiny_cfg, nlabels=5, embed_dim=4)
+    images = torch.randint(0, 256, (8, 16, 16, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
+
+    def g_step_labels(weight):
+        torch.manual_seed(1)
+        tr = GANTrainer(Generator(net), Discriminator(net),
+                        TrainConfig(iters=1, batch_size=8, seed=3, conditional=True, mode_seeking=weight))
+        seen = []
+        real_g_step = tr.g_step
+        tr.g_step = lambda z, y: (seen.append(y.clone()), real_g_step(z, y))[1]
+        stats = tr.train_step(images, labels)
+        return seen[0], labels, stats, tr
+
+    y, labels, stats, tr = g_step_labels(0.5)
+    assert torch.equal(y, torch.cat([labels[:4], labels[:4]]))  # row i and row i + 4: one label
+    assert math.isfinite(stats["g_loss"])
+    y0, _, stats0, tr0 = g_step_labels(0.0)
+    assert torch.equal(y0, labels)  # without the term the G step takes the batch's labels as they are
+    assert stats["mode_seeking"] > 0 and "mode_seeking" not in stats0  # logged beside the GAN loss
+    assert not torch.equal(tr.G.state_dict()["conv_img.weight"], tr0.G.state_dict()["conv_img.weight"])
+    with pytest.raises(GanMemoryError, match="--mode-seeking must be >= 0"):
+        TrainConfig(mode_seeking=-0.1)

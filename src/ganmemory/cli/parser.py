@@ -400,6 +400,9 @@ def _add_train_args(p: argparse.ArgumentParser, iters: int | None = None, preset
                                               f"preset; {default('r1_gamma')})")
     g.add_argument("--r1-every", type=_positive, help=f"lazy R1: every N D steps, weight x N (default: from the "
                                                       f"preset; {default('r1_every')})")
+    g.add_argument("--mode-seeking", type=_finite, metavar="WEIGHT",
+                   help=f"weight of MSGAN's mode-seeking term in G's loss, against a class that collapses to one "
+                        f"image; 0: none (default: from the preset; {default('mode_seeking')})")
     g.add_argument("--ema-beta", type=_finite, help=f"generator EMA decay once ramped up (default: from the preset; "
                                                     f"{preset}: {c.ema_beta:g})")
     g.add_argument("--ema-rampup", type=_finite, help=f"EMA half-life at step t: min(that of --ema-beta, "
@@ -432,7 +435,8 @@ def _net_cfg(a: argparse.Namespace, **extra):
 def _train_cfg(a: argparse.Namespace, **extra):
     from ..train import TrainConfig
     given = {"batch_size": a.batch, "lr_g": a.lr, "lr_d": a.lr, "lr_decay": a.lr_decay, "r1_gamma": a.r1,
-             "r1_every": a.r1_every, "ema_beta": a.ema_beta, "ema_rampup": a.ema_rampup}
+             "r1_every": a.r1_every, "ema_beta": a.ema_beta, "ema_rampup": a.ema_rampup,
+             "mode_seeking": a.mode_seeking}
     options = {k: v for k, v in given.items() if v is not None}
     if getattr(a, "own", None):
         from ..nets import TaskLayout

@@ -16,7 +16,7 @@ FLAGS = {"batch_size": "--batch", "lr_g": "--lr", "lr_d": "--lr", "r1_gamma": "-
 
 # options newer than the first stored tasks and checkpoints, with the values those ran with
 ADDED_LATER = {"ema_rampup": 0.0, "layout": PAPER_LAYOUT.to_dict(), "seeds": "legacy", "precision": "fp32",
-               "lr_decay": 0.0}
+               "lr_decay": 0.0, "mode_seeking": 0.0}
 
 
 def with_added_options(stored: dict) -> dict:
@@ -65,6 +65,9 @@ class TrainConfig:
     # 0.01 (83 steps at 8,282): a task still moving gains from a short average, and 0.2 scored
     # worse than 0.05 (BENCHMARKS.md, "Levers for the 15-minute target")
     ema_rampup: float = 0.01
+    # > 0: weight of MSGAN's mode-seeking term in the generator's loss (``losses.mode_seeking_penalty``),
+    # the G step's batch then pairing rows i and i + N/2 under one label; 0 leaves the term out
+    mode_seeking: float = 0.0
     seed: int = 0  # seeds the batch order and every random draw, step by step
     seeds: str = "sha256"  # how each draw's seed derives from ``seed`` (ganmemory.seeds)
     precision: str = "auto"  # bf16 where native and, on a CPU, measured no slower; else fp32 (train/precision.py)
@@ -92,6 +95,8 @@ class TrainConfig:
             raise GanMemoryError(f"option --lr-decay must be in [0, 1], got {self.lr_decay}")
         if not 0 <= self.ema_rampup <= 1:
             raise GanMemoryError(f"option --ema-rampup must be in [0, 1], got {self.ema_rampup}")
+        if self.mode_seeking < 0:
+            raise GanMemoryError(f"option --mode-seeking must be >= 0, got {self.mode_seeking}")
         if self.r1_gamma < 0:
             raise GanMemoryError(f"option --r1 must be >= 0, got {self.r1_gamma}")
         for name in ("ema_beta", "beta1", "beta2"):

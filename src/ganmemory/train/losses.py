@@ -17,6 +17,23 @@ def g_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
+def mode_seeking_penalty(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's mode-seeking term (Mao et al. 2019): 1 / (mean|x_a - x_b| / mean|z_a - z_b| + eps).
+
+    Row i of the first half of the batch is paired with row i of the second half; the caller
+    gives each pair the same label. Minimising it pushes two latents' images apart in
+    proportion to how far apart the latents are, against a generator that maps a class's
+    latents to one image. Computed in float32 whatever ``fake``'s dtype.
+    """
+    half = fake.shape[0] // 2
+    if half == 0:
+        raise ValueError("the mode-seeking term needs a batch of at least 2")
+    fake, z = fake.float(), z.float()
+    d_x = (fake[:half] - fake[half:2 * half]).abs().mean()
+    d_z = (z[:half] - z[half:2 * half]).abs().mean()
+    return 1.0 / (d_x / d_z + eps)
+
+
 def r1_penalty(real_logits: torch.Tensor, real_x: torch.Tensor) -> torch.Tensor:
     """R1 = mean_i ||grad_x D(x_i)||^2 on real data, without the 1/2 factor (GP-GAN's convention).
 

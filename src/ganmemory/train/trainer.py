@@ -21,7 +21,7 @@ from ..seeds import generator
 from ..store import optimizer_from_tensors, optimizer_to_tensors, prefixed, unprefixed
 from .config import TrainConfig
 from .ema import ema_beta_at, ema_update
-from .losses import d_loss_nonsaturating, g_loss_nonsaturating, r1_penalty
+from .losses import d_loss_nonsaturating, g_loss_nonsaturating, mode_seeking_penalty, r1_penalty
 from .precision import autocast, resolve
 
 
@@ -135,23 +135,29 @@ class GANTrainer:
                 "d_real": real_logits.mean().item(), "d_fake": fake_logits.mean().item()}
 
     def g_step(self, z: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """One G update with the non-saturating loss; D is frozen, then the EMA follows."""
+        """One G update with the non-saturating loss (plus ``mode_seeking`` x MSGAN's term, logged
+        unweighted as "mode_seeking"); D is frozen, then the EMA follows."""
         self.G.train()
         for p in self.d_params:
             p.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
         with self._once(self.D):
             with self._autocast():
-                logits = self.D(self.G(z, y), y).float()
+                fake = self.G(z, y)
+                logits = self.D(fake, y).float()
             loss = g_loss_nonsaturating(logits)
+            total, stats = loss, {"g_loss": loss.item()}
+            if self.cfg.mode_seeking > 0:
+                ms = mode_seeking_penalty(fake, z)
+                total, stats["mode_seeking"] = total + self.cfg.mode_seeking * ms, ms.item()
             extra = self.g_regulariser(self.iteration) if self.g_regulariser is not None else None
-            (loss if extra is None else loss + extra).backward()
+            (total if extra is None else total + extra).backward()
         average_gradients(self.g_params, self.dist.world_size)
         self.opt_g.step()
         for p in self.d_params:
             p.requires_grad_(True)
         ema_update(self.G_ema, self.G, ema_beta_at(self.iteration + 1, self.cfg.ema_beta, self.cfg.ema_rampup))
-        return {"g_loss": loss.item()}
+        return stats
 
     def train_step(self, images_u8: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """One full iteration on the global uint8 batch [N, H, W, 3]; increments ``iteration``.
@@ -175,9 +181,13 @@ class GANTrainer:
             part = slice(rank * n // world, (rank + 1) * n // world)
             real, y, z_d, z_g = real[part], y[part], z_d[part], z_g[part]
         real, y = real.to(self.device), y.to(self.device)
+        y_g = y
+        if self.cfg.mode_seeking > 0:  # the term pairs row i with row i + m/2 of this rank's batch: one label each
+            half = y.shape[0] // 2
+            y_g = torch.cat([y[:half], y[:half], y[2 * half:]])
         with self._once(self.G):  # G does not change until its own update, at the end
             stats = self.d_step(real, y, z_d, y)
-            stats.update(self.g_step(z_g, y))
+            stats.update(self.g_step(z_g, y_g))
         self.iteration += 1
         return stats
 
