@@ -7,8 +7,9 @@
     python benchmarks/quality.py --tasks mnist --cfg '{"seed": 1}' --floor-from runs/quality/results.json
 
 Two tasks over the shipped 32 px source, each learned with ``learn``'s defaults (``--preset tuned``,
-which gives the class-conditional task R1 10) but without random flips (``--flip`` adds them; a
-mirrored digit is another symbol), and with ``--cfg``'s options on top:
+which gives the class-conditional task R1 10 and a mode-seeking term of 0.1) but without random
+flips (``--flip`` adds them; a mirrored digit is another symbol), and with ``--cfg``'s options on
+top:
 
 - ``mnist``: unconditional, ``--minutes`` [0] of learning;
 - ``mnist-classes``: class-conditional, ``--minutes`` [1] of learning.
@@ -135,7 +136,7 @@ def main() -> None:
         row = {"conditional": conditional, "flip": a.flip, "minutes": None if a.iters else minutes,
                "iterations": iters,
                "seconds_per_step": None if step is None else round(step, 4), "history": meta["metrics"],
-               "learn_seconds": meta["seconds"], "r1_gamma": cfg.r1_gamma,
+               "learn_seconds": meta["seconds"], "r1_gamma": cfg.r1_gamma, "mode_seeking": cfg.mode_seeking,
                "precision": meta["train"]["precision"]}
         hist = meta["metrics"]
         row["fd_ratio"] = hist[-1]["FD-EL0"] / hist[0]["FD-EL0"]

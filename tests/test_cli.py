@@ -124,6 +124,9 @@ def test_learn_gives_a_conditional_task_the_presets_r1_unless_told():
     assert "10 for a --conditional task" in " ".join(run("learn", "--help").stdout.split())
     a = build_parser().parse_args(["learn", "--memory", "m", "--task", "t", "--data", "d", "--mode-seeking", "0.25"])
     assert _train_cfg(a, conditional=True).mode_seeking == 0.25
+    a = build_parser().parse_args(["learn", "--memory", "m", "--task", "t", "--data", "d"])
+    assert _train_cfg(a, conditional=True).mode_seeking == 0.1 and _train_cfg(a, conditional=False).mode_seeking == 0
+    assert "0.1 for a --conditional task" in " ".join(run("learn", "--help").stdout.split())
 
 
 @pytest.fixture

@@ -294,8 +294,11 @@ def test_presets_and_their_options():
             tuned.batch_size) == (5e-4, 5e-4, 0.999, 0.01, 1.0, 4, 16)
     assert TrainConfig.preset("paper", lr_g=3e-4).lr_g == 3e-4
     # the tuned recipe gives a class-conditional task R1 10; an explicit weight still wins
-    assert TrainConfig.preset("tuned", conditional=True) == TrainConfig(conditional=True, r1_gamma=10.0)
+    assert TrainConfig.preset("tuned", conditional=True) == TrainConfig(conditional=True, r1_gamma=10.0,
+                                                                        mode_seeking=0.1)
     assert TrainConfig.preset("tuned", conditional=True, r1_gamma=2.0).r1_gamma == 2.0
+    assert TrainConfig.preset("tuned", conditional=True, mode_seeking=0.0).mode_seeking == 0.0
+    assert TrainConfig.preset("tuned").mode_seeking == 0.0 == TrainConfig.preset("paper", conditional=True).mode_seeking
     assert TrainConfig.preset("tuned", conditional=False).r1_gamma == 1.0
     assert TrainConfig.preset("paper", conditional=True) == replace(paper, conditional=True)
     with pytest.raises(GanMemoryError, match="unknown preset 'fast'"):
@@ -353,3 +356,9 @@ def test_mode_seeking_pairs_the_generator_step_under_one_label(tiny_cfg):
     assert not torch.equal(tr.G.state_dict()["conv_img.weight"], tr0.G.state_dict()["conv_img.weight"])
     with pytest.raises(GanMemoryError, match="--mode-seeking must be >= 0"):
         TrainConfig(mode_seeking=-0.1)
+    with pytest.raises(GanMemoryError, match="it needs --batch 2 or more, got 1"):
+        TrainConfig(mode_seeking=0.1, batch_size=1)
+    TrainConfig(mode_seeking=0.0, batch_size=1)  # without the term a batch of one is fine
+    TrainConfig(mode_seeking=0.1, batch_size=4).check_divisible(2)
+    with pytest.raises(GanMemoryError, match="--batch 4 over 4 processes leaves fewer than 2"):
+        TrainConfig(mode_seeking=0.1, batch_size=4).check_divisible(4)
