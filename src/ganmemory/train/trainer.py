@@ -80,6 +80,8 @@ class GANTrainer:
                  d_params: Iterable[nn.Parameter] | None = None,
                  G_ema: nn.Module | None = None, dist: DistContext = SINGLE, fast: bool = True,
                  g_regulariser: Callable[[int], torch.Tensor | None] | None = None):
+        if cfg.mode_seeking > 0:
+            cfg.check_divisible(dist.world_size)  # the term runs in one process only
         self.G, self.D, self.cfg, self.dist, self.fast = G, D, cfg, dist, fast
         self.g_regulariser = g_regulariser
         self.G_ema = G_ema if G_ema is not None else copy.deepcopy(G).requires_grad_(False)
@@ -182,7 +184,7 @@ class GANTrainer:
             real, y, z_d, z_g = real[part], y[part], z_d[part], z_g[part]
         real, y = real.to(self.device), y.to(self.device)
         y_g = y
-        if self.cfg.mode_seeking > 0:  # the term pairs row i with row i + m/2 of this rank's batch: one label each
+        if self.cfg.mode_seeking > 0:  # the term pairs row i with row i + n/2 (one process only): one label each
             half = y.shape[0] // 2
             y_g = torch.cat([y[:half], y[:half], y[2 * half:]])
         with self._once(self.G):  # G does not change until its own update, at the end
