@@ -332,6 +332,32 @@ def test_mode_seeking_term_is_its_formula_and_pushes_pairs_apart():
         mode_seeking_penalty(x[:1], z[:1])
 
 
+def test_mode_seeking_term_over_two_ranks_is_the_global_batchs_term_and_gradient():
+    from ganmemory.train.losses import mode_seeking_penalty
+    g = torch.Generator().manual_seed(0)
+    base, z = torch.randn(8, 3, 4, 4, generator=g), torch.randn(8, 5, generator=g)
+    theta = torch.randn(3, 1, 1, generator=g).requires_grad_(True)  # a parameter both ranks share
+    whole = mode_seeking_penalty(theta * base, z)  # pairs (i, i + 4)
+    (want,) = torch.autograd.grad(whole, theta)
+    ranks = [torch.tensor([0, 1, 4, 5]), torch.tensor([2, 3, 6, 7])]  # whole pairs per rank, as train_step slices
+
+    def local_means(r):
+        x = (theta * base[ranks[r]]).detach()
+        return [(x[:2] - x[2:]).abs().mean(), (z[ranks[r]][:2] - z[ranks[r]][2:]).abs().mean()]
+
+    values, grads = [], []
+    for r in (0, 1):
+        others = local_means(1 - r)  # what the other rank contributes, in call order: d_x, then d_z
+        term = mode_seeking_penalty(theta * base[ranks[r]], z[ranks[r]],
+                                    mean_over_ranks=lambda t, o=others: (t + o.pop(0)) / 2)
+        values.append(term.detach())
+        grads.append(torch.autograd.grad(term, theta)[0])
+    assert torch.allclose(values[0], whole) and torch.allclose(values[1], whole)
+    # the trainer averages the ranks' gradients: that is the global term's gradient
+    assert torch.allclose((grads[0] + grads[1]) / 2, want, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(grads[0], want, rtol=1e-3)  # one rank alone would not be
+
+
 def test_mode_seeking_pairs_the_generator_step_under_one_label(tiny_cfg):
     net = replace(tiny_cfg, nlabels=5, embed_dim=4)
     images = torch.randint(0, 256, (8, 16, 16, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
@@ -359,7 +385,9 @@ def test_mode_seeking_pairs_the_generator_step_under_one_label(tiny_cfg):
     with pytest.raises(GanMemoryError, match="it needs --batch 2 or more, got 1"):
         TrainConfig(mode_seeking=0.1, batch_size=1)
     TrainConfig(mode_seeking=0.0, batch_size=1)  # without the term a batch of one is fine
-    TrainConfig(mode_seeking=0.1, batch_size=4).check_divisible(1)
-    TrainConfig(mode_seeking=0.0, batch_size=4).check_divisible(2)
-    with pytest.raises(GanMemoryError, match="--mode-seeking 0.1 is not supported over 2 processes"):
-        TrainConfig(mode_seeking=0.1, batch_size=4).check_divisible(2)
+    TrainConfig(mode_seeking=0.1, batch_size=6).check_divisible(1)
+    TrainConfig(mode_seeking=0.1, batch_size=4).check_divisible(2)  # one whole pair per process
+    TrainConfig(mode_seeking=0.0, batch_size=6).check_divisible(2)
+    with pytest.raises(GanMemoryError, match=r"--batch 6 must be divisible by 2 x the 2 processes while "
+                                             r"--mode-seeking is on \(0.1;.*Pass --batch 8 or --mode-seeking 0"):
+        TrainConfig(mode_seeking=0.1, batch_size=6).check_divisible(2)

@@ -73,6 +73,15 @@ def average_gradients(params: list[torch.Tensor], world_size: int) -> None:
         offset += g.numel()
 
 
+def mean_over_ranks(t: torch.Tensor, world_size: int) -> torch.Tensor:
+    """The mean over ranks of a tensor of the same shape on every rank (a new tensor; no gradient)."""
+    if world_size <= 1:
+        return t.detach().clone()
+    out = t.detach().clone()
+    dist.all_reduce(out)
+    return out / world_size
+
+
 def any_rank(flag: bool, ctx: DistContext) -> bool:
     """True on every rank if ``flag`` is true on any of them (one tiny all-reduce), so all
     ranks take the same branch; ``flag`` itself for one process."""

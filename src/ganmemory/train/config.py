@@ -180,12 +180,13 @@ class TrainConfig:
     def check_divisible(self, world_size: int) -> None:
         if self.batch_size % world_size:
             raise GanMemoryError(f"--batch {self.batch_size} must be divisible by the {world_size} processes")
-        if self.mode_seeking > 0 and world_size > 1:
-            # its pairs span the global batch, and its ratio is not an average over ranks: N
-            # processes would not learn what one process learns
-            raise GanMemoryError(f"--mode-seeking {self.mode_seeking:g} is not supported over {world_size} processes "
-                                 "yet (a class-conditional task gets 0.1 from the tuned preset): pass "
-                                 "--mode-seeking 0 under torchrun")
+        if self.mode_seeking > 0 and self.batch_size % (2 * world_size):
+            # each process takes whole pairs (row i and row i + batch/2) and as many as the others
+            raise GanMemoryError(f"--batch {self.batch_size} must be divisible by 2 x the {world_size} processes "
+                                 f"while --mode-seeking is on ({self.mode_seeking:g}; a class-conditional task "
+                                 "gets 0.1 from the tuned preset): each process takes whole pairs of images. "
+                                 f"Pass --batch {2 * world_size * max(1, round(self.batch_size / (2 * world_size)))} "
+                                 "or --mode-seeking 0")
 
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -17,13 +19,19 @@ def g_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
-def mode_seeking_penalty(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def mode_seeking_penalty(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5,
+                         mean_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """MSGAN's mode-seeking term (Mao et al. 2019): 1 / (mean|x_a - x_b| / mean|z_a - z_b| + eps).
 
     Row i of the first half of the batch is paired with row i of the second half; the caller
     gives each pair the same label. Minimising it pushes two latents' images apart in
     proportion to how far apart the latents are, against a generator that maps a class's
     latents to one image. Computed in float32 whatever ``fake``'s dtype.
+
+    Over several processes each holds an equal number of whole pairs, and ``mean_over_ranks``
+    averages a detached scalar over them, so both means are the global batch's. The gradient
+    flows through this process's own mean only: once the caller averages gradients over the
+    processes, that is the gradient of the global term.
     """
     half = fake.shape[0] // 2
     if half == 0:
@@ -31,6 +39,9 @@ def mode_seeking_penalty(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5)
     fake, z = fake.float(), z.float()
     d_x = (fake[:half] - fake[half:2 * half]).abs().mean()
     d_z = (z[:half] - z[half:2 * half]).abs().mean()
+    if mean_over_ranks is not None:
+        d_x = d_x + (mean_over_ranks(d_x.detach()) - d_x).detach()  # the global value, the local gradient
+        d_z = mean_over_ranks(d_z.detach())
     return 1.0 / (d_x / d_z + eps)
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..data import preprocess
-from ..distributed import SINGLE, DistContext, average_gradients
+from ..distributed import SINGLE, DistContext, average_gradients, mean_over_ranks
 from ..nets.modulated import kernels_built_once
 from ..seeds import generator
 from ..store import optimizer_from_tensors, optimizer_to_tensors, prefixed, unprefixed
@@ -81,7 +81,7 @@ class GANTrainer:
                  G_ema: nn.Module | None = None, dist: DistContext = SINGLE, fast: bool = True,
                  g_regulariser: Callable[[int], torch.Tensor | None] | None = None):
         if cfg.mode_seeking > 0:
-            cfg.check_divisible(dist.world_size)  # the term runs in one process only
+            cfg.check_divisible(dist.world_size)  # each process must take whole pairs
         self.G, self.D, self.cfg, self.dist, self.fast = G, D, cfg, dist, fast
         self.g_regulariser = g_regulariser
         self.G_ema = G_ema if G_ema is not None else copy.deepcopy(G).requires_grad_(False)
@@ -150,7 +150,9 @@ class GANTrainer:
             loss = g_loss_nonsaturating(logits)
             total, stats = loss, {"g_loss": loss.item()}
             if self.cfg.mode_seeking > 0:
-                ms = mode_seeking_penalty(fake, z)
+                world = self.dist.world_size
+                ms = mode_seeking_penalty(fake, z, mean_over_ranks=(lambda t: mean_over_ranks(t, world))
+                                          if world > 1 else None)
                 total, stats["mode_seeking"] = total + self.cfg.mode_seeking * ms, ms.item()
             extra = self.g_regulariser(self.iteration) if self.g_regulariser is not None else None
             (total if extra is None else total + extra).backward()
@@ -164,8 +166,9 @@ class GANTrainer:
     def train_step(self, images_u8: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """One full iteration on the global uint8 batch [N, H, W, 3]; increments ``iteration``.
 
-        Every random draw is made for the whole global batch, then each rank keeps its slice,
-        so N processes compute exactly the batch one process would.
+        Every random draw is made for the whole global batch, then each rank keeps its slice
+        (for the G step under the mode-seeking term, its share of whole pairs), so N processes
+        compute exactly the batch one process would.
         """
         gen = step_generator(self.cfg.seed, self.iteration, self.cfg.seeds)
         scale = self.cfg.lr_scale(self.iteration)
@@ -176,17 +179,23 @@ class GANTrainer:
         real = preprocess(images_u8, gen, flip=self.cfg.flip)
         z_d, z_g = self._z(n, gen), self._z(n, gen)
         y = labels if self.cfg.conditional else torch.zeros(n, dtype=torch.long)
+        y_g, half = y, n // 2
+        if self.cfg.mode_seeking > 0:  # the term pairs row i with row i + n/2: one label per pair
+            y_g = torch.cat([y[:half], y[:half], y[2 * half:]])
         world, rank = self.dist.world_size, self.dist.rank
         if world > 1:
             if n % world:
                 raise ValueError(f"batch {n} is not divisible by {world} processes")
             part = slice(rank * n // world, (rank + 1) * n // world)
-            real, y, z_d, z_g = real[part], y[part], z_d[part], z_g[part]
-        real, y = real.to(self.device), y.to(self.device)
-        y_g = y
-        if self.cfg.mode_seeking > 0:  # the term pairs row i with row i + n/2 (one process only): one label each
-            half = y.shape[0] // 2
-            y_g = torch.cat([y[:half], y[:half], y[2 * half:]])
+            real, y, z_d = real[part], y[part], z_d[part]
+            rows = torch.arange(n)[part]
+            if self.cfg.mode_seeking > 0:  # whole pairs: this rank's share of the first half and their partners
+                if n % (2 * world):
+                    raise ValueError(f"batch {n} is not divisible into pairs over {world} processes")
+                first = torch.arange(rank * half // world, (rank + 1) * half // world)
+                rows = torch.cat([first, first + half])
+            z_g, y_g = z_g[rows], y_g[rows]
+        real, y, y_g = real.to(self.device), y.to(self.device), y_g.to(self.device)
         with self._once(self.G):  # G does not change until its own update, at the end
             stats = self.d_step(real, y, z_d, y)
             stats.update(self.g_step(z_g, y_g))
