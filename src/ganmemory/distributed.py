@@ -75,10 +75,9 @@ def average_gradients(params: list[torch.Tensor], world_size: int) -> None:
 
 def mean_over_ranks(t: torch.Tensor, world_size: int) -> torch.Tensor:
     """The mean over ranks of a tensor of the same shape on every rank (a new tensor; no gradient)."""
-    if world_size <= 1:
-        return t.detach().clone()
     out = t.detach().clone()
-    dist.all_reduce(out)
+    if world_size > 1:
+        dist.all_reduce(out)
     return out / world_size
 
 

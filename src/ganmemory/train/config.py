@@ -180,8 +180,9 @@ class TrainConfig:
     def check_divisible(self, world_size: int) -> None:
         if self.batch_size % world_size:
             raise GanMemoryError(f"--batch {self.batch_size} must be divisible by the {world_size} processes")
-        if self.mode_seeking > 0 and self.batch_size % (2 * world_size):
-            # each process takes whole pairs (row i and row i + batch/2) and as many as the others
+        if self.mode_seeking > 0 and world_size > 1 and self.batch_size % (2 * world_size):
+            # each process takes whole pairs (row i and row i + batch/2) and as many as the others;
+            # one process may leave the last row of an odd batch unpaired
             raise GanMemoryError(f"--batch {self.batch_size} must be divisible by 2 x the {world_size} processes "
                                  f"while --mode-seeking is on ({self.mode_seeking:g}; a class-conditional task "
                                  "gets 0.1 from the tuned preset): each process takes whole pairs of images. "
