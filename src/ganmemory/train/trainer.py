@@ -188,7 +188,7 @@ class GANTrainer:
                 raise ValueError(f"batch {n} is not divisible by {world} processes")
             part = slice(rank * n // world, (rank + 1) * n // world)
             real, y, z_d = real[part], y[part], z_d[part]
-            rows = torch.arange(n)[part]
+            rows: slice | torch.Tensor = part
             if self.cfg.mode_seeking > 0:  # whole pairs: this rank's share of the first half and their partners
                 if n % (2 * world):
                     raise ValueError(f"batch {n} is not divisible into pairs over {world} processes")
